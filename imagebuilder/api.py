@@ -1,0 +1,181 @@
+"""What front ends call: build, validate and clean targets; list and describe them.
+
+Used by ``tasks.py`` (invoke), ``python -m imagebuilder`` and developer
+scripts alike. Nothing here imports invoke.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import IO, Iterable
+
+from . import summary
+from .build import FAILED, BuildResult, clean_target, missing_tools, run_plan
+from .catalog import HYPERVISORS, Target, all_targets, parse_target
+from .checkout import Checkout, find_checkout
+from .errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError
+from .knobs import Knobs
+from .plan import BuildPlan, plan_build
+from .progress import NullProgress, Progress
+from .scheduler import run_jobs
+
+
+@dataclass
+class RunReport:
+    """How a run of one or more builds ended."""
+
+    results: list[BuildResult]
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_BUILD_FAILED if any(r.result == FAILED for r in self.results) else EXIT_OK
+
+
+def resolve_targets(names: Iterable[str], checkout: Checkout | None = None) -> list[Target]:
+    """Targets from names such as ``build-node-ova-vsphere-ubuntu-2204``."""
+    checkout = checkout or find_checkout()
+    os_names = checkout.os_names()
+    return [parse_target(name, os_names) for name in names]
+
+
+def targets_of(hypervisor: str | None = None, checkout: Checkout | None = None) -> list[Target]:
+    """Every target of a hypervisor (or of all of them)."""
+    checkout = checkout or find_checkout()
+    return all_targets(checkout.os_names(), hypervisor)
+
+
+def plan_all(targets: list[Target], action: str, checkout: Checkout | None = None,
+             knobs: Knobs | None = None) -> list[BuildPlan]:
+    """Plan every target; report the problems of all of them at once (InputError)."""
+    checkout = checkout or find_checkout()
+    knobs = knobs or Knobs.from_env()
+    plans, problems = [], []
+    for target in targets:
+        try:
+            plans.append(plan_build(checkout, target, knobs, action))
+        except InputError as exc:
+            problems += exc.problems or [exc.message]
+    if problems:
+        raise InputError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
+                         "configuration; nothing was started", problems)
+    return plans
+
+
+def describe_plan(plan: BuildPlan) -> str:
+    """What a dry run prints for one plan: the exact command, with nothing secret in it."""
+    lines = [f"# {plan.target.task_name(plan.action)}",
+             f"# working directory: {plan.checkout.root}",
+             f"# output: {plan.artifact_dir}",
+             f"# log: {plan.log_path}"]
+    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password") else f"{k}={v}"
+                          for k, v in sorted(plan.generated.items()))
+    lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
+    for original, copy in plan.normalised.items():
+        lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")
+    if plan.knobs.ansible_scp_extra_args:
+        lines.append(f"ANSIBLE_SCP_EXTRA_ARGS={plan.knobs.ansible_scp_extra_args} \\")
+    lines.append(plan.command_line())
+    return "\n".join(lines)
+
+
+def dry_run_plans(targets: list[Target], action: str, out: IO[str],
+                  checkout: Checkout, knobs: Knobs | None = None) -> None:
+    """Print each target's command; then raise the problems of all of them, if any.
+
+    The command is printed even for a target whose configuration has
+    problems, so that the layering can be seen on a fresh checkout.
+    """
+    knobs = knobs or Knobs.from_env()
+    problems = []
+    for target in targets:
+        try:
+            plan = plan_build(checkout, target, knobs, action)
+        except InputError as exc:
+            problems += exc.problems or [exc.message]
+            plan = plan_build(checkout, target, knobs, action, strict=False)
+            print(f"# NOT RUNNABLE: {len(exc.problems)} problem(s), listed at the end", file=out)
+        print(describe_plan(plan), file=out)
+    if problems:
+        raise InputError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
+                         "configuration; nothing was started", problems)
+
+
+def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
+        fail_fast: bool = False, dry_run: bool = False, progress: Progress | None = None,
+        stream: bool = False, out: IO[str] | None = None,
+        checkout: Checkout | None = None, knobs: Knobs | None = None) -> RunReport:
+    """Build (or validate) ``targets``, at most ``jobs`` at once (0/None: all at once).
+
+    Every input is checked before anything starts (InputError, exit 2). With
+    ``dry_run`` the commands are printed and nothing runs. Otherwise prints
+    the summary table to ``out`` and writes ``output/logs/summary.json``.
+    """
+    out = out or sys.stdout
+    checkout = checkout or find_checkout()
+    if dry_run:
+        dry_run_plans(targets, action, out, checkout, knobs)
+        return RunReport([])
+    plans = plan_all(targets, action, checkout, knobs)
+    problems = missing_tools(plans)
+    if problems:
+        raise InputError("missing tools; nothing was started", problems)
+    progress = progress or NullProgress()
+
+    def on_line_for(plan: BuildPlan):
+        if not stream:
+            return None
+        label = plan.target.task_name(plan.action)
+        return lambda line: print(f"[{label}] {line}", file=out, flush=True)
+
+    results, interrupted = run_jobs(
+        plans, lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, on_line_for(plan)),
+        name_of=lambda plan: plan.target.task_name(plan.action),
+        max_jobs=jobs, fail_fast=fail_fast, progress=progress)
+    report = RunReport(results, interrupted)
+    print(summary.table(results), file=out)
+    for r in results:
+        if r.error and r.result != "ok":
+            print(f"\n{r.target}: {r.error}", file=out)
+        for err in r.cleanup_errors:
+            print(f"{r.target}: {err}", file=out)
+    if action == "build":
+        summary.write_json(results, checkout.logs_dir / "summary.json", interrupted)
+    return report
+
+
+def clean(targets: list[Target], checkout: Checkout | None = None,
+          knobs: Knobs | None = None) -> list[str]:
+    """Remove the output, work directory and logs of each target; returns what went."""
+    checkout = checkout or find_checkout()
+    knobs = knobs or Knobs.from_env()
+    removed = []
+    for target in targets:
+        plan = plan_build(checkout, target, knobs, "build", strict=False)
+        removed += [str(p) for p in clean_target(plan)]
+    return removed
+
+
+def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
+    """A ``make help`` style overview of the targets."""
+    checkout = checkout or find_checkout()
+    os_names = checkout.os_names()
+    lines = ["Usage:", f"  {program} [-j [N]] <target> [<target> ...]", "",
+             "Node OVA builds (each has validate- and clean- twins):"]
+    for hv in HYPERVISORS.values():
+        lines.append(f"  build-node-ova-{hv.name}-<os>".ljust(44) + hv.summary)
+        lines.append(f"  build-node-ova-{hv.name}-all".ljust(44)
+                     + f"every OS with {hv.name}")
+    lines += ["", "Helpers:",
+              "  build-all [--hypervisor HV]".ljust(44) + "every OS of one hypervisor (default local)",
+              "  deps-ova".ljust(44) + "check Packer, its builders/plugins, ansible, ovftool",
+              "  help".ljust(44) + "this overview",
+              "", "OSes: " + " ".join(os_names),
+              "", "Environment: PACKER_FLAGS PACKER_VAR_FILES FOREGROUND ON_ERROR_ASK DEBUG "
+              "PACKER_COLOR SSH_PRIVATE_KEY_FILE SSH_PUBLIC_KEY_FILE ANSIBLE_SCP_EXTRA_ARGS "
+              "RHSM_USER RHSM_PASS FLATCAR_CHANNEL FLATCAR_VERSION VSPHERE_PASSWORD "
+              "INVOKE_BUILD_JOBS IB_OVFTOOL (see README.md)"]
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""One build (or validate) of one target, as named steps with cleanups."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import BuildError, ImageBuilderError, InputError
+from .packer import PackerProcess, find_packer
+from .plan import BuildPlan, write_var_files
+from .render import render_install_files
+from .steps import BuildState, Cancelled, StepRunner
+
+OK, FAILED, INTERRUPTED, SKIPPED = "ok", "failed", "interrupted", "skipped"
+
+ISO_TOOLS = ("xorriso", "mkisofs", "genisoimage", "hdiutil", "oscdimg")
+
+
+@dataclass
+class BuildResult:
+    """How one target ended, for the summary table and JSON."""
+
+    target: str
+    action: str
+    result: str
+    seconds: float
+    artifact_dir: str
+    log: str
+    error: str = ""
+    cleanup_errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result == OK
+
+
+def missing_tools(plans: list[BuildPlan]) -> list[str]:
+    """What the given builds need that this machine lacks, one line each with the fix."""
+    missing = []
+    try:
+        find_packer()
+    except InputError as exc:
+        missing.append(exc.message)
+    runs_ansible = any(not p.target.hypervisor.base for p in plans)
+    if runs_ansible and not shutil.which("ansible-playbook"):
+        missing.append("ansible-playbook: not found; Packer's ansible provisioner needs it: "
+                       "pip install ansible-core (into the environment you run from)")
+    building = [p for p in plans if p.action == "build"]
+    if building and not any(shutil.which(t) for t in ISO_TOOLS):
+        missing.append("xorriso: not found; Packer builds the install-files CD (cd_files) "
+                       "with it: apt-get install xorriso")
+    if any(p.knobs.ovftool and not p.target.hypervisor.base for p in building) \
+            and not shutil.which("ovftool"):
+        missing.append("ovftool: not found but IB_OVFTOOL is set; install VMware OVF Tool "
+                       "and put it on PATH, or unset IB_OVFTOOL to assemble the OVA ourselves")
+    return missing
+
+
+class PreflightStep:
+    """Checks the tools and takes the target's lock (one build per target at a time)."""
+
+    name = "preflight"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        problems = missing_tools([plan])
+        if problems:
+            raise InputError(f"{plan.target.name}: missing tools", problems)
+        plan.work_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(plan.work_dir / ".lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise InputError(f"{plan.target.name}: another build of this target is running "
+                             f"(lock {plan.work_dir / '.lock'} is held); wait for it") from None
+        state.data["lock"] = lock
+
+    def cleanup(self, state: BuildState) -> None:
+        lock = state.data.pop("lock", None)
+        if lock:
+            lock.close()
+
+
+class RenderStep:
+    """Writes the generated var files and the install files into the work directory."""
+
+    name = "render"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        write_var_files(plan)
+        state.data["install_files"] = render_install_files(plan)
+
+    def cleanup(self, state: BuildState) -> None:
+        """Secrets do not outlive the build: remove every 0600 var file we wrote."""
+        plan: BuildPlan = state.plan
+        for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
+            path.unlink(missing_ok=True)
+
+
+class PackerStep:
+    """Runs ``packer build`` or ``packer validate``, stopping it when cancelled."""
+
+    name = "packer"
+
+    def __init__(self, on_line: Callable[[str], None] | None = None) -> None:
+        self.on_line = on_line
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        proc = PackerProcess(
+            plan.argv(find_packer()), plan.log_path, cwd=plan.checkout.root,
+            env=plan.knobs.packer_env(), secrets=plan.secret_values,
+            on_step=lambda s: state.report(f"packer: {s}"), on_line=self.on_line)
+        state.data["packer"] = proc
+        proc.start()
+        while proc.poll() is None:
+            if state.cancel.wait(0.2):
+                proc.interrupt()
+                proc.wait()
+                raise Cancelled("packer was stopped")
+        code = proc.wait()
+        if code != 0:
+            tail = "\n".join(proc.tail[-15:])
+            raise BuildError(f"packer {plan.action} exited with code {code}; "
+                             f"see {plan.log_path}\n{tail}")
+
+    def cleanup(self, state: BuildState) -> None:
+        proc: PackerProcess | None = state.data.get("packer")
+        if proc and proc.poll() is None:
+            proc.interrupt()
+            proc.wait()
+
+
+class PostProcessStep:
+    """Reads what Packer reported in its manifest (the OVA hook ran inside Packer)."""
+
+    name = "post-process"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        manifest = Path(plan.merged.get("manifest_output"))
+        if not manifest.is_file():
+            raise BuildError(f"packer finished but wrote no manifest at {manifest}; "
+                             f"see {plan.log_path}")
+        state.data["manifest"] = json.loads(manifest.read_text())
+
+    def cleanup(self, state: BuildState) -> None:
+        pass
+
+
+class PublishStep:
+    """Records what the build produced in its artifact directory."""
+
+    name = "publish"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        plan.artifact_dir.mkdir(parents=True, exist_ok=True)
+        info = {"target": plan.target.name, "vm_name": plan.merged.get("vm_name"),
+                "builder": plan.target.hypervisor.builder,
+                "kubernetes_semver": plan.merged.get("kubernetes_semver"),
+                "build_date": plan.merged.get("build_date"),
+                "files": sorted(p.name for p in plan.artifact_dir.iterdir())}
+        (plan.artifact_dir / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    def cleanup(self, state: BuildState) -> None:
+        pass
+
+
+def steps_for(plan: BuildPlan, on_line: Callable[[str], None] | None = None) -> list:
+    if plan.action == "validate":
+        return [PreflightStep(), RenderStep(), PackerStep(on_line)]
+    return [PreflightStep(), RenderStep(), PackerStep(on_line), PostProcessStep(),
+            PublishStep()]
+
+
+def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None = None,
+             on_line: Callable[[str], None] | None = None) -> BuildResult:
+    """Run one plan's steps to the end and say how it went; never raises for build errors."""
+    state = BuildState(plan=plan, on_step=on_step)
+    if cancel is not None:
+        state.cancel = cancel
+    runner = StepRunner(steps_for(plan, on_line))
+    start = time.monotonic()
+    result, error = OK, ""
+    try:
+        runner.run(state)
+    except Cancelled as exc:
+        result, error = INTERRUPTED, str(exc)
+    except ImageBuilderError as exc:
+        result, error = FAILED, str(exc)
+    except KeyboardInterrupt:
+        result, error = INTERRUPTED, "interrupted"
+    except Exception as exc:  # an unexpected error still ends as a result, not a hang
+        result, error = FAILED, f"{type(exc).__name__}: {exc}"
+    return BuildResult(
+        target=plan.target.task_name(plan.action), action=plan.action, result=result,
+        seconds=round(time.monotonic() - start, 1), artifact_dir=str(plan.artifact_dir),
+        log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors)
+
+
+def clean_target(plan: BuildPlan) -> list[Path]:
+    """Remove one target's output directory, work directory and logs. Returns what went."""
+    removed = []
+    logs = sorted(plan.checkout.logs_dir.glob(f"*-{plan.target.name}.log"))
+    for path in [plan.artifact_dir, plan.work_dir, *logs]:
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(path)
+        elif path.exists():
+            os.unlink(path)
+            removed.append(path)
+    return removed

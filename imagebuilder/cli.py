@@ -1,0 +1,95 @@
+"""``python -m imagebuilder``: the library's command line, for scripts without invoke.
+
+    python -m imagebuilder build node-ova-local-ubuntu-2204 --dry-run
+    python -m imagebuilder build -j 4 --hypervisor vsphere --all
+    python -m imagebuilder validate node-ova-vsphere-ubuntu-2204
+    python -m imagebuilder clean node-ova-local-ubuntu-2204
+    python -m imagebuilder list | help | deps
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import api, deps
+from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ImageBuilderError
+from .progress import LineProgress, default_progress
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("jobs must be 0 (no limit) or more")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m imagebuilder",
+                                description="Build Kubernetes node images for vSphere.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for action in ("build", "validate"):
+        sp = sub.add_parser(action, help=f"{action} node-ova targets")
+        sp.add_argument("targets", nargs="*", help="e.g. node-ova-vsphere-ubuntu-2204")
+        sp.add_argument("--all", action="store_true", help="every OS (of --hypervisor)")
+        sp.add_argument("--hypervisor", help="with --all: only this hypervisor")
+        sp.add_argument("-j", "--jobs", type=_jobs, nargs="?", const=0, default=1,
+                        help="run N at once; -j alone: all at once (like make)")
+        sp.add_argument("--fail-fast", action="store_true",
+                        help="stop the other builds when one fails")
+        sp.add_argument("--dry-run", action="store_true",
+                        help="print the packer commands, run nothing")
+        sp.add_argument("--stream", action="store_true",
+                        help="echo Packer's output, prefixed with the target")
+    sp = sub.add_parser("clean", help="remove targets' output, work files and logs")
+    sp.add_argument("targets", nargs="*")
+    sp.add_argument("--all", action="store_true")
+    sp.add_argument("--hypervisor")
+    sub.add_parser("list", help="list every target")
+    sub.add_parser("help", help="overview of targets and knobs")
+    sub.add_parser("deps", help="check Packer, plugins, ansible, ovftool")
+    return p
+
+
+def _targets(args: argparse.Namespace):
+    if args.all:
+        return api.targets_of(args.hypervisor)
+    if not args.targets:
+        raise ImageBuilderError("name at least one target, or --all", EXIT_BAD_INPUT)
+    return api.resolve_targets(args.targets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command in ("build", "validate"):
+            progress = (LineProgress() if args.stream else default_progress())
+            report = api.run(_targets(args), args.command, jobs=args.jobs,
+                             fail_fast=args.fail_fast, dry_run=args.dry_run,
+                             progress=progress, stream=args.stream)
+            return report.exit_code
+        if args.command == "clean":
+            for path in api.clean(_targets(args)):
+                print(f"removed {path}")
+            return 0
+        if args.command == "list":
+            for target in api.targets_of():
+                for action in ("build", "validate", "clean"):
+                    print(target.task_name(action))
+            return 0
+        if args.command == "help":
+            print(api.help_text(program="python -m imagebuilder"))
+            return 0
+        if args.command == "deps":
+            report = deps.check()
+            print(report.text())
+            return report.exit_code
+    except ImageBuilderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,36 @@
+"""The names builds give their VMs, templates and output directories.
+
+One function per name, shared by the targets that make a thing and the ones
+that consume it (a base template is built under the name clones look for).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def file_safe(text: str) -> str:
+    """``text`` with every character unsafe in a file name (``+``, ``/``...) as ``-``."""
+    return _UNSAFE.sub("-", text)
+
+
+def node_vm_name(build_name: str, kubernetes_semver: str) -> str:
+    """The VM, template and artifact name of a node image: ``<os>-kube-<version>``."""
+    return file_safe(f"{build_name}-kube-{kubernetes_semver}")
+
+
+def base_vm_name(build_name: str) -> str:
+    """The VM or template a base build leaves for clones and vmx builds to start from."""
+    return file_safe(f"{build_name}-base")
+
+
+def artifact_dir(output_root: Path, build_name: str, kubernetes_semver: str) -> Path:
+    """``output/<build_name>-kube-<kubernetes version>/``."""
+    return output_root / node_vm_name(build_name, kubernetes_semver)
+
+
+def base_artifact_dir(output_root: Path, build_name: str) -> Path:
+    return output_root / base_vm_name(build_name)

@@ -1,0 +1,116 @@
+"""Progress reporting: the library calls a Progress; the front ends choose which.
+
+``TqdmProgress`` draws one redrawn line per running build (its current
+Packer step and elapsed time) when output is a terminal, and falls back to
+plain start/step/finish lines otherwise (CI logs stay readable).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Protocol
+
+
+class Progress(Protocol):
+    def started(self, name: str) -> None: ...
+
+    def step(self, name: str, text: str) -> None: ...
+
+    def finished(self, name: str, result: str, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    """Reports nothing (library use, machine-readable output)."""
+
+    def started(self, name: str) -> None:
+        pass
+
+    def step(self, name: str, text: str) -> None:
+        pass
+
+    def finished(self, name: str, result: str, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LineProgress:
+    """One plain line per event, for logs and non-terminals."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+
+    def _say(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+    def started(self, name: str) -> None:
+        self._say(f"[{name}] started")
+
+    def step(self, name: str, text: str) -> None:
+        self._say(f"[{name}] {text}")
+
+    def finished(self, name: str, result: str, seconds: float) -> None:
+        self._say(f"[{name}] {result} after {seconds:.0f}s")
+
+    def close(self) -> None:
+        pass
+
+
+class TqdmProgress:
+    """A tqdm line per running build: name, current step, elapsed time."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        from tqdm import tqdm  # only the front ends need it
+
+        self._tqdm = tqdm
+        self.stream = stream or sys.stderr
+        self._bars: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                for bar in self._bars.values():
+                    bar.refresh()
+
+    def started(self, name: str) -> None:
+        with self._lock:
+            self._bars[name] = self._tqdm(
+                total=None, desc=f"{name}: starting", file=self.stream, leave=False,
+                bar_format="{desc} [{elapsed}]", position=len(self._bars), dynamic_ncols=True)
+
+    def step(self, name: str, text: str) -> None:
+        with self._lock:
+            bar = self._bars.get(name)
+            if bar is not None:
+                bar.set_description_str(f"{name}: {text}"[:160])
+
+    def finished(self, name: str, result: str, seconds: float) -> None:
+        with self._lock:
+            bar = self._bars.pop(name, None)
+            if bar is not None:
+                bar.close()
+            self._tqdm.write(f"{name}: {result} after {seconds:.0f}s", file=self.stream)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+
+
+def default_progress(stream: IO[str] | None = None) -> Progress:
+    """tqdm lines on a terminal, plain lines elsewhere."""
+    stream = stream or sys.stderr
+    return TqdmProgress(stream) if stream.isatty() else LineProgress(stream)

@@ -1,0 +1,83 @@
+"""Rendering a build's install files (autoinstall, kickstart, ...) into its work directory.
+
+Templates live in ``packer/install/``; rendered files go under the build's
+own work directory (``http/`` for Packer's HTTP server, ``cidata/`` for the
+CD), so parallel builds never share or rewrite a file in the source tree.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import jinja2
+
+from .errors import InputError
+from .plan import BuildPlan
+
+#: distro_name -> [(template under packer/install/, destination dir, file name)]
+INSTALL_FILES: dict[str, list[tuple[str, str, str]]] = {
+    "ubuntu": [("ubuntu/user-data.j2", "cd", "user-data"),
+               ("ubuntu/meta-data.j2", "cd", "meta-data")],
+    "rhel": [("kickstart/ks.cfg.j2", "http", "ks.cfg")],
+    "rockylinux": [("kickstart/ks.cfg.j2", "http", "ks.cfg")],
+    "almalinux": [("kickstart/ks.cfg.j2", "http", "ks.cfg")],
+    "photon": [("photon/ks.json.j2", "http", "ks.json")],
+    "flatcar": [("flatcar/ignition.json.j2", "http", "ignition.json")],
+}
+
+
+def sha512_crypt(password: str) -> str:
+    """A SHA-512 crypt hash (``$6$...``) of ``password``, as installers expect.
+
+    Uses the C library's crypt where Python still has it, else
+    ``openssl passwd -6`` reading the password on stdin (never argv).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # removed in Python 3.13
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+    except ImportError:
+        pass
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise InputError("cannot hash the build's SSH password: this Python has no crypt "
+                         "module and openssl is not installed (apt-get install openssl)")
+    out = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=password + "\n",
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def render_install_files(plan: BuildPlan) -> list[Path]:
+    """Render the install files of ``plan``'s OS into its work directory.
+
+    Returns the files written. Both destination directories always exist,
+    because the template names them for every builder.
+    """
+    values = plan.merged.resolved(plan.knobs.packer_env())
+    values["ssh_password_hash"] = sha512_crypt(values["ssh_password"])
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(plan.checkout.packer_dir / "install")),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    destinations = {"http": plan.http_dir, "cd": plan.cd_dir}
+    for directory in destinations.values():
+        directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    distro = values.get("distro_name", "")
+    for template, dest, name in INSTALL_FILES.get(distro, []):
+        try:
+            text = env.get_template(template).render(**values)
+        except jinja2.UndefinedError as exc:
+            raise InputError(f"packer/install/{template}: {exc.message}; "
+                             "declare the variable in a var file") from None
+        path = destinations[dest] / name
+        path.write_text(text)
+        path.chmod(0o600)
+        written.append(path)
+    if not any(destinations["cd"].iterdir()):
+        # cd_files needs at least one file to match; an empty CD is harmless.
+        (destinations["cd"] / "README").write_text(f"{plan.target.name}: no CD content\n")
+    return written

@@ -1,0 +1,70 @@
+"""A build as a sequence of named steps, each able to clean up after itself.
+
+As in Packer's own builders: a step's cleanup is registered the moment the
+step starts, cleanups of every started step run in reverse order whether the
+build succeeded, failed or was interrupted, and a failing cleanup never hides
+the original error (its message is kept in ``StepRunner.cleanup_errors``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+class Step(Protocol):
+    name: str
+
+    def run(self, state: "BuildState") -> None: ...
+
+    def cleanup(self, state: "BuildState") -> None: ...
+
+
+@dataclass
+class BuildState:
+    """What steps share: the plan, the cancel flag, and what each step produced."""
+
+    plan: Any
+    cancel: threading.Event = field(default_factory=threading.Event)
+    data: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+    on_step: Callable[[str], None] | None = None
+
+    def report(self, text: str) -> None:
+        if self.on_step:
+            self.on_step(text)
+
+
+class Cancelled(Exception):
+    """The build was asked to stop (Ctrl-C, or --fail-fast after another failure)."""
+
+
+class StepRunner:
+    """Runs steps in order with their cleanups on an ExitStack."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+        self.cleanup_errors: list[str] = []
+        self.current: str | None = None
+
+    def run(self, state: BuildState) -> None:
+        with contextlib.ExitStack() as stack:
+            for step in self.steps:
+                if state.cancel.is_set():
+                    raise Cancelled(f"stopped before {step.name}")
+                self.current = step.name
+                state.report(step.name)
+                stack.callback(self._cleanup, step, state)
+                try:
+                    step.run(state)
+                except BaseException:
+                    state.failed = True
+                    raise
+
+    def _cleanup(self, step: Step, state: BuildState) -> None:
+        try:
+            step.cleanup(state)
+        except Exception as exc:  # a cleanup must not hide the build's own error
+            self.cleanup_errors.append(f"cleanup of {step.name}: {exc}")

@@ -1,0 +1,211 @@
+"""The vCenter simulator (govmomi's vcsim) for tests and for trying builds.
+
+``build()`` compiles our small Go program ``main.go`` (over Debian's govmomi
+sources) once into a cache directory; ``Simulator`` runs it on a free local
+port; ``vsphere_config()`` gives the matching ``vsphere.json`` settings for
+the simulator's default inventory.
+
+    with Simulator() as sim:
+        write_vsphere_json(sim, Path("vsphere.json"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from imagebuilder.errors import BuildError, InputError
+
+MAIN_GO = Path(__file__).with_name("main.go")
+GOPATH = Path("/usr/share/gocode")
+GOVMOMI = GOPATH / "src/github.com/vmware/govmomi/simulator"
+UUID = GOPATH / "src/github.com/google/uuid"
+APT_PACKAGES = "golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev"
+
+
+def default_cache_dir() -> Path:
+    """Where the compiled simulator is kept: ``$XDG_CACHE_HOME/imagebuilder``
+    or ``~/.cache/imagebuilder``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imagebuilder"
+
+
+def build(cache_dir: Path | None = None) -> Path:
+    """Compile ``main.go`` once and return the path of the binary.
+
+    The binary's name carries a hash of ``main.go``, so an edited source is
+    rebuilt and an existing binary is reused. It is compiled under a temporary
+    name and renamed into place, so parallel callers never see a partial file.
+    Raises ``InputError`` when Go or the govmomi sources are missing and
+    ``BuildError`` (with Go's output) when compiling fails.
+    """
+    source = MAIN_GO.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    binary = cache / f"vcsim-{digest}"
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return binary
+
+    go = shutil.which("go")
+    missing = [what for what, ok in (("the go compiler", go),
+                                     (f"the govmomi sources ({GOVMOMI})", GOVMOMI.is_dir()),
+                                     (f"the uuid sources ({UUID})", UUID.is_dir())) if not ok]
+    if missing:
+        raise InputError(
+            f"Cannot build the vCenter simulator: missing {', '.join(missing)}. "
+            f"Install them with: sudo apt-get install {APT_PACKAGES}")
+
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOPATH=str(GOPATH), GO111MODULE="off")
+    if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(cache / "go-build")
+    fd, tmp = tempfile.mkstemp(prefix=f".{binary.name}-", dir=cache)
+    os.close(fd)
+    try:
+        result = subprocess.run([go, "build", "-o", tmp, str(MAIN_GO)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, check=False)
+        if result.returncode != 0:
+            raise BuildError(f"Building the vCenter simulator from {MAIN_GO} failed "
+                             f"(go exited with {result.returncode}):\n{result.stdout.strip()}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, binary)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return binary
+
+
+class Simulator:
+    """A running vCenter simulator on 127.0.0.1 with a free port.
+
+    Use ``start()``/``stop()`` or ``with Simulator() as sim:``. Once started,
+    ``url`` (``https://127.0.0.1:PORT/sdk``), ``host`` (``127.0.0.1:PORT``),
+    ``username`` and ``password`` describe how to connect. The server's
+    certificate is self-signed: clients must skip verification.
+    """
+
+    def __init__(self, username: str = "user", password: str = "pass",
+                 binary: Path | None = None, cache_dir: Path | None = None,
+                 timeout: float = 30.0, model: dict[str, int] | None = None) -> None:
+        """``model`` sets the inventory size by the Go program's flags, for
+        example ``{"dc": 1, "cluster": 1, "host": 3, "standalone-host": 1,
+        "vm": 2, "ds": 1, "pg": 1}`` (these are the defaults)."""
+        self.username = username
+        self.password = password
+        self.binary = binary
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self.model = dict(model or {})
+        self.url = ""
+        self.host = ""
+        self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self) -> Simulator:
+        """Start the simulator and wait until it serves; return self.
+
+        Raises ``BuildError`` with the simulator's stderr when it exits early
+        or is not ready within ``timeout`` seconds.
+        """
+        if self._proc is not None:
+            raise RuntimeError("the simulator is already running")
+        binary = self.binary or build(self.cache_dir)
+        self._workdir = tempfile.TemporaryDirectory(prefix="imagebuilder-vcsim-")
+        work = Path(self._workdir.name)
+        ready = work / "ready.json"
+        stderr_path = work / "stderr.txt"
+        args = [str(binary), "-listen", "127.0.0.1:0", "-username", self.username,
+                "-password", self.password, "-ready-file", str(ready)]
+        for flag, value in self.model.items():
+            args += [f"-{flag}", str(int(value))]
+        with open(stderr_path, "wb") as stderr:
+            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + self.timeout
+        while not ready.exists():
+            failure = None
+            if self._proc.poll() is not None:
+                failure = f"exited with code {self._proc.returncode}"
+            elif time.monotonic() > deadline:
+                failure = f"was not ready within {self.timeout:g} seconds"
+            if failure:
+                output = stderr_path.read_text(errors="replace").strip()
+                self.stop()
+                raise BuildError(f"The vCenter simulator ({binary}) {failure}."
+                                 + (f" Its stderr:\n{output}" if output else ""))
+            time.sleep(0.05)
+        info: dict[str, Any] = json.loads(ready.read_text())
+        self.url, self.host, self.pid = info["url"], info["host"], info["pid"]
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop the simulator (SIGTERM, then SIGKILL after ``grace`` seconds)
+        and wait for it to exit. Safe to call more than once."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the simulator process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def vsphere_config(sim: Simulator, **overrides: str) -> dict[str, str]:
+    """The ``vsphere.json`` settings (all strings) that target the
+    simulator's default inventory; ``overrides`` replace or add keys."""
+    config = {
+        "vcenter_server": sim.host,
+        "username": sim.username,
+        "password": sim.password,
+        "insecure_connection": "true",
+        "datacenter": "DC0",
+        "cluster": "DC0_C0",
+        "host": "",
+        "resource_pool": "",
+        "datastore": "LocalDS_0",
+        "folder": "",
+        "network": "VM Network",
+        "template": "",
+        "create_snapshot": "false",
+        "linked_clone": "false",
+        "convert_to_template": "false",
+    }
+    config.update(overrides)
+    return config
+
+
+def write_vsphere_json(sim: Simulator, path: Path, **overrides: str) -> Path:
+    """Write ``vsphere_config(sim, **overrides)`` to ``path`` as JSON, readable
+    only by its owner (it holds a password); return the path."""
+    path = Path(path)
+    data = json.dumps(vsphere_config(sim, **overrides), indent=2) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # also when the file already existed
+        f.write(data)
+    return path
