@@ -5,9 +5,14 @@
 //
 // Once it serves, it writes -ready-file (JSON with url, host, username,
 // password, pid), and it runs until SIGTERM or SIGINT.
+//
+// With -power-off-after D, every VM powered on after start is powered off D
+// later, as a guest does at the end of an unattended install: Packer's
+// vsphere-iso with "communicator": "none" waits for that shutdown.
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -18,9 +23,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/vmware/govmomi"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	_ "github.com/vmware/govmomi/vapi/simulator" // REST API (/rest), used by Packer's vSphere driver
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 type ready struct {
@@ -49,12 +58,40 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// powerOffGuests powers off, through the API, each VM that was powered on
+// after since and has been running for at least after.
+func powerOffGuests(u *url.URL, since time.Time, after time.Duration) {
+	ctx := context.Background()
+	client, err := govmomi.NewClient(ctx, u, true)
+	if err != nil {
+		log.Printf("power-off-after disabled: %v", err)
+		return
+	}
+	for range time.Tick(200 * time.Millisecond) {
+		for _, entity := range simulator.Map.All("VirtualMachine") {
+			vm := entity.(*simulator.VirtualMachine)
+			var boot time.Time
+			simulator.Map.WithLock(vm, func() {
+				if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && vm.Summary.Runtime.BootTime != nil {
+					boot = *vm.Summary.Runtime.BootTime
+				}
+			})
+			if boot.After(since) && time.Since(boot) >= after {
+				if task, err := object.NewVirtualMachine(client.Client, vm.Self).PowerOff(ctx); err == nil {
+					_ = task.Wait(ctx) // fails harmlessly if someone else powered it off first
+				}
+			}
+		}
+	}
+}
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 	username := flag.String("username", "user", "login user name")
 	password := flag.String("password", "pass", "login password")
 	readyFile := flag.String("ready-file", "", "write connection details as JSON to this file once serving")
 	model := simulator.VPX()
+	powerOffAfter := flag.Duration("power-off-after", 0, "power off VMs this long after they are powered on (0: never)")
 	flag.IntVar(&model.Datacenter, "dc", model.Datacenter, "datacenters")
 	flag.IntVar(&model.Cluster, "cluster", model.Cluster, "clusters per datacenter")
 	flag.IntVar(&model.ClusterHost, "host", model.ClusterHost, "hosts per cluster")
@@ -75,8 +112,12 @@ func main() {
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 
+	started := time.Now()
 	server := model.Service.NewServer()
 	defer server.Close()
+	if *powerOffAfter > 0 {
+		go powerOffGuests(server.URL, started, *powerOffAfter)
+	}
 
 	// Trap the signals before announcing readiness, so a parent that stops
 	// us right after reading the ready file still gets a clean shutdown.

@@ -1,0 +1,90 @@
+"""``image-builder``: invoke's Program with make's ``-j`` as a core flag.
+
+Plain invoke parses its core flags before it loads tasks.py, so a tasks file
+cannot add ``-j``; invoke documents shipping a Program subclass for that.
+``-j N`` before the first task name means ``INVOKE_BUILD_JOBS=N`` for this
+run (invoke maps that variable onto the ``build.jobs`` setting the tasks
+read); a bare ``-j`` means no limit, as in make.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import Argument, Collection, Program
+
+import imagebuilder
+
+JOBS_ENV = "INVOKE_BUILD_JOBS"
+UNLIMITED = "0"
+
+
+def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], str | None]:
+    """Take ``-j``/``--jobs`` (with an optional count) out of the core flags of ``argv``.
+
+    Only the flags before the first task name are core flags; ``value_flags``
+    are the core flags that consume the next token. Returns the remaining
+    argv and the job count as a string (``"0"`` for a bare ``-j``), or None.
+    """
+    out = argv[:1]
+    jobs = None
+    i = 1
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("-") or tok == "--":
+            out += argv[i:]
+            break
+        if tok in ("-j", "--jobs"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            if nxt.isdigit():
+                jobs, i = nxt, i + 2
+            else:
+                jobs, i = UNLIMITED, i + 1
+            continue
+        if tok.startswith("--jobs=") or (tok.startswith("-j") and tok[2:].isdigit()):
+            jobs = tok.split("=", 1)[1] if "=" in tok else tok[2:]
+            i += 1
+            continue
+        out.append(tok)
+        if tok in value_flags and "=" not in tok and i + 1 < len(argv):
+            out.append(argv[i + 1])
+            i += 1
+        i += 1
+    return out, jobs
+
+
+class ImageBuilderProgram(Program):
+    """invoke, plus ``-j [N]`` as a core flag."""
+
+    def core_args(self) -> list[Argument]:
+        return super().core_args() + [Argument(
+            names=("jobs", "j"), kind=str, optional=True,
+            help="Run up to N builds at once; -j alone: no limit (as in make). "
+                 f"Same as {JOBS_ENV}=N.")]
+
+    def normalize_argv(self, argv) -> None:
+        super().normalize_argv(argv)
+        flags = self.initial_context.flags
+        value_flags = {name for name, arg in flags.items() if arg.takes_value and not arg.optional}
+        self.argv, jobs = split_core_jobs(list(self.argv), value_flags)
+        if jobs is not None:
+            os.environ[JOBS_ENV] = jobs
+
+    def run(self, argv=None, exit: bool = True) -> None:
+        try:
+            super().run(argv, exit)
+        except KeyboardInterrupt:  # invoke itself would exit 1
+            sys.exit(130)
+        except BrokenPipeError:  # `invoke --list | head`
+            sys.stderr.close()
+            sys.exit(0)
+
+
+program = ImageBuilderProgram(name="image-builder", binary="image-builder",
+                              binary_names=["image-builder", "invoke"],
+                              version=imagebuilder.__version__)
+
+
+def main() -> None:
+    program.run()

@@ -1,0 +1,130 @@
+"""invoke tasks: the upstream Makefile's OVA targets, wired to the imagebuilder library.
+
+    invoke --list
+    invoke build-node-ova-vsphere-ubuntu-2204 --dry-run
+    invoke -j 4 build-node-ova-vsphere-all      (needs the image-builder program, see README)
+    INVOKE_BUILD_JOBS=4 invoke build-node-ova-vsphere-all
+    invoke build-all --hypervisor vsphere --jobs 4
+
+Every task here only translates flags and exit codes; the work is in imagebuilder.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from invoke import Collection, Exit, Task
+
+from imagebuilder import api, deps
+from imagebuilder.catalog import HYPERVISORS, Target
+from imagebuilder.checkout import find_checkout
+from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
+from imagebuilder.progress import LineProgress, default_progress
+
+RUN_HELP = {
+    "dry-run": "print the packer command(s), secrets redacted; run nothing",
+    "jobs": "run up to N builds at once (0: no limit); default: -j / INVOKE_BUILD_JOBS / 1",
+    "fail-fast": "stop the other builds as soon as one fails",
+    "stream": "echo Packer's output, each line prefixed with its target",
+}
+
+
+def _user_facing(body):
+    """ImageBuilderError -> its message and exit code; Ctrl-C -> 130."""
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return body(c, *args, **kwargs)
+        except ImageBuilderError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+    return wrapper
+
+
+def _jobs(c, jobs) -> int:
+    """Task flag, then invoke config ``build.jobs`` (INVOKE_BUILD_JOBS, core -j), then 1."""
+    value = jobs if jobs is not None else c.config.get("build", {}).get("jobs", 1)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Exit(f"error: jobs: {value!r} is not a number (0 means no limit)", code=2)
+
+
+def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
+         fail_fast=False, stream=False) -> None:
+    progress = LineProgress() if stream else default_progress()
+    report = api.run(targets, action, jobs=_jobs(c, jobs), fail_fast=fail_fast,
+                     dry_run=dry_run, progress=progress, stream=stream)
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+def _make(name: str, doc: str, body, help: dict | None = None) -> Task:
+    body.__doc__ = doc
+    body.__name__ = name.replace("-", "_")
+    return Task(_user_facing(body), name=name, help=help or {})
+
+
+def target_task(target: Target, action: str) -> Task:
+    hv = target.hypervisor
+    if action == "clean":
+        def body(c):
+            for path in api.clean([target]):
+                print(f"removed {path}")
+        return _make(target.task_name(action),
+                     f"Remove the output, work files and logs of {target.name}.", body)
+
+    def body(c, dry_run=False, stream=False):
+        _run(c, [target], action, dry_run=dry_run, stream=stream)
+    verb = "Build" if action == "build" else "Run packer validate for"
+    return _make(target.task_name(action), f"{verb} {target.os_name}: {hv.summary}.", body,
+                 {k: RUN_HELP[k] for k in ("dry-run", "stream")})
+
+
+def hypervisor_all_task(hv_name: str) -> Task:
+    def body(c, dry_run=False, jobs=None, fail_fast=False, stream=False):
+        _run(c, api.targets_of(hv_name), "build", dry_run, jobs, fail_fast, stream)
+    return _make(f"build-node-ova-{hv_name}-all",
+                 f"Build every OS with {hv_name}: {HYPERVISORS[hv_name].summary}.", body, RUN_HELP)
+
+
+def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, stream=False):
+    _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream)
+
+
+def deps_ova(c):
+    report = deps.check()
+    print(report.text())
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+def help_(c):
+    print(api.help_text())
+
+
+def namespace() -> Collection:
+    ns = Collection()
+    os_names = find_checkout().os_names()
+    for hv_name in HYPERVISORS:
+        for os_name in os_names:
+            for action in ("build", "validate", "clean"):
+                ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), action))
+        ns.add_task(hypervisor_all_task(hv_name))
+    ns.add_task(_make("build-all", "Build every OS of one hypervisor (default: local).",
+                      build_all, dict(RUN_HELP, hypervisor="local (default), local-base, "
+                                      "local-vmx, vsphere, vsphere-base or vsphere-clone")))
+    ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
+                      "say what is missing.", deps_ova))
+    ns.add_task(_make("help", "List the targets with one-line descriptions (like make help).",
+                      help_))
+    ns.configure({"build": {"jobs": 1}})
+    return ns
+
+
+try:
+    ns = namespace()
+except ImageBuilderError as exc:  # invoke --list from outside a checkout
+    sys.exit(f"error: {exc}")
