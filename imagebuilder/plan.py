@@ -35,6 +35,9 @@ SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_
 #: when the vCenter has exactly one; folder and resource_pool are optional).
 VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
 
+#: Where a value comes from when no var file sets it.
+TEMPLATE_DEFAULTS = "packer/node.json"
+
 SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
 
@@ -176,7 +179,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
                                     declared, "PACKER_FLAGS")
 
-    ordered = [("packer/node.json", declared)]
+    ordered = [(TEMPLATE_DEFAULTS, declared)]
     ordered += [(_rel(checkout, l.path), file_data[l.path])
                for l in layers + user_layers if l.path in file_data]
     merged = merge(ordered, flag_vars)
@@ -255,7 +258,9 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
     hv = target.hypervisor
 
     def where(key: str, default_file: str) -> str:
-        return merged.origin.get(key, default_file)
+        """The file that set ``key``, or the one where the user should set it."""
+        origin = merged.origin.get(key, TEMPLATE_DEFAULTS)
+        return default_file if origin == TEMPLATE_DEFAULTS else origin
 
     if hv.vsphere:
         vfile = f"ova/{hv.extra_var_file}"

@@ -1,0 +1,87 @@
+"""Shared test fixtures: a private copy of the checkout, the stand-in packer, var files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagebuilder.checkout import Checkout
+
+REPO = Path(__file__).resolve().parent.parent
+STANDIN = REPO / "tests" / "standin"
+BIN = Path(sys.executable).parent
+KNOBS = ("PACKER_FLAGS", "PACKER_VAR_FILES", "FOREGROUND", "ON_ERROR_ASK", "DEBUG",
+         "PACKER_COLOR", "SSH_PRIVATE_KEY_FILE", "SSH_PUBLIC_KEY_FILE", "RHSM_USER",
+         "RHSM_PASS", "FLATCAR_CHANNEL", "FLATCAR_VERSION", "IB_OVFTOOL", "VSPHERE_PASSWORD",
+         "INVOKE_BUILD_JOBS", "ANSIBLE_SCP_EXTRA_ARGS", "PACKER")
+
+VSPHERE = {"vcenter_server": "vcenter.example.com", "username": "administrator@vsphere.local",
+           "password": "vc-Secret-1234", "datacenter": "DC0", "cluster": "DC0_C0",
+           "datastore": "LocalDS_0", "network": "VM Network", "insecure_connection": "true"}
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Checkout:
+    """A private copy of the checkout's packer/ and ova/ (IB_ROOT points at it)."""
+    root = tmp_path / "checkout"
+    for part in ("packer", "ova"):
+        shutil.copytree(REPO / part, root / part)
+    for knob in KNOBS:
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("IB_ROOT", str(root))
+    monkeypatch.delenv("IB_OUTPUT_DIR", raising=False)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return Checkout(root)
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch, checkout) -> Path:
+    """The stand-in packer first on PATH; returns the directory it records into."""
+    record = tmp_path / "standin-records"
+    record.mkdir()
+    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_DIR", str(record))
+    return record
+
+
+def events(record: Path) -> list[tuple[float, str, str, int, int]]:
+    """The stand-in's events: (time, event, tag, pid, child pid)."""
+    log = record / "events.log"
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        t, event, tag, pid, child = line.split()
+        out.append((float(t), event, tag, int(pid), int(child)))
+    return out
+
+
+def max_concurrency(record: Path) -> int:
+    running, peak = 0, 0
+    for _, event, *_ in sorted(events(record)):
+        running += 1 if event == "start" else -1
+        peak = max(peak, running)
+    return peak
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
