@@ -86,21 +86,22 @@ def split_packer_flags(flags: Iterable[str]) -> tuple[list[str], list[Path], lis
     return out, var_files, variables
 
 
-def read_var_file(path: Path) -> dict:
-    """Load a var file: a JSON object of scalars. Problems name the file."""
+def read_var_file(path: Path, shown: str | None = None) -> dict:
+    """Load a var file: a JSON object of scalars. Problems name the file as ``shown``."""
+    shown = shown or str(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise InputError(f"{path}: var file not found") from None
+        raise InputError(f"{shown}: var file not found") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read var file ({exc.strerror})") from None
+        raise InputError(f"{shown}: cannot read var file ({exc.strerror})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+        raise InputError(f"{shown}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: a var file must hold a JSON object of name: value pairs")
+        raise InputError(f"{shown}: a var file must hold a JSON object of name: value pairs")
     return data
 
 

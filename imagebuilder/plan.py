@@ -167,7 +167,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     for layer in layers + user_layers:
         where = _rel(checkout, layer.path)
         try:
-            data = read_var_file(layer.path)
+            data = read_var_file(layer.path, where)
         except InputError as exc:
             hint = " (named in PACKER_VAR_FILES)" if layer.role == "user" else ""
             problems.append(exc.message + hint)

@@ -120,7 +120,7 @@ def test_vmx_version_below_os_minimum(checkout, tmp_path):
 def test_invalid_json_names_line(checkout):
     (checkout.ova_dir / "vmx.json").write_text('{"source_path": "x",,}')
     problems = problems_of(checkout, "node-ova-local-vmx-ubuntu-2204", {})
-    assert problems[0].startswith("ova/vmx.json: not valid JSON (line 1, column 23")
+    assert problems[0].startswith("ova/vmx.json: not valid JSON (line 1, column 21")
 
 
 def test_local_vmx_needs_a_source(checkout):
