@@ -95,16 +95,23 @@ class Simulator:
 
     def __init__(self, username: str = "user", password: str = "pass",
                  binary: Path | None = None, cache_dir: Path | None = None,
-                 timeout: float = 30.0, model: dict[str, int] | None = None) -> None:
+                 timeout: float = 30.0, model: dict[str, int] | None = None,
+                 power_off_after: float = 0.0) -> None:
         """``model`` sets the inventory size by the Go program's flags, for
         example ``{"dc": 1, "cluster": 1, "host": 3, "standalone-host": 1,
-        "vm": 2, "ds": 1, "pg": 1}`` (these are the defaults)."""
+        "vm": 2, "ds": 1, "pg": 1}`` (these are the defaults).
+
+        ``power_off_after`` (seconds, 0 = never): power off each VM that
+        long after it is powered on, as a guest does at the end of an
+        unattended install; Packer's vsphere-iso with ``"communicator":
+        "none"`` waits for that shutdown."""
         self.username = username
         self.password = password
         self.binary = binary
         self.cache_dir = cache_dir
         self.timeout = timeout
         self.model = dict(model or {})
+        self.power_off_after = power_off_after
         self.url = ""
         self.host = ""
         self.pid: int | None = None
@@ -128,6 +135,8 @@ class Simulator:
                 "-password", self.password, "-ready-file", str(ready)]
         for flag, value in self.model.items():
             args += [f"-{flag}", str(int(value))]
+        if self.power_off_after > 0:
+            args += ["-power-off-after", f"{int(self.power_off_after * 1000)}ms"]
         with open(stderr_path, "wb") as stderr:
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=stderr)
