@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from imagebuilder.errors import InputError
-from imagebuilder.vcsim import APT_PACKAGES, Simulator, build
+from imagebuilder.vcsim import Simulator, build
 
 
 @pytest.fixture(scope="session")
-def vcsim() -> Iterator[Simulator]:
+def vcsim_binary() -> Path:
+    """The compiled simulator (cached); skips when it is not built yet and Go
+    or the govmomi sources are missing, saying which apt packages to install."""
+    try:
+        return build()
+    except InputError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
     """One vCenter simulator (default inventory) for the whole session.
 
     VMs powered on during the session are powered off again after a second,
     as a guest does at the end of an unattended install, so a Packer
-    vsphere-iso build with ``"communicator": "none"`` can finish. Skips when
-    Go or the govmomi sources are not installed.
+    vsphere-iso build with ``"communicator": "none"`` can finish.
     """
-    if shutil.which("go") is None:
-        pytest.skip(f"the vCenter simulator needs Go: apt-get install {APT_PACKAGES}")
-    try:
-        binary = build()
-    except InputError as e:
-        pytest.skip(str(e))
-    with Simulator(binary=binary, power_off_after=1.0) as sim:
+    with Simulator(binary=vcsim_binary, power_off_after=1.0) as sim:
         yield sim

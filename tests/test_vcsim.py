@@ -22,9 +22,6 @@ from imagebuilder import vcsim as vcsim_module
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import Simulator, vsphere_config, write_vsphere_json
 
-pytestmark = pytest.mark.vcsim
-
-
 @contextmanager
 def connect(sim: Simulator, user: str | None = None,
             password: str | None = None) -> Iterator[vim.ServiceInstance]:
@@ -54,6 +51,7 @@ def objects(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]
     return {o.propSet[0].val: o.obj for o in result.objects if o.propSet}
 
 
+@pytest.mark.vcsim
 def test_vsphere_config_names_exist(vcsim: Simulator) -> None:
     config = vsphere_config(vcsim)
     assert config["vcenter_server"] == vcsim.host
@@ -70,6 +68,7 @@ def test_vsphere_config_names_exist(vcsim: Simulator) -> None:
         assert "DC0_C0_RP0_VM0" in objects(si, vim.VirtualMachine)
 
 
+@pytest.mark.vcsim
 def test_vsphere_config_shape_and_overrides(vcsim: Simulator) -> None:
     config = vsphere_config(vcsim, folder="templates", create_snapshot="true")
     assert all(isinstance(v, str) for v in config.values())
@@ -78,6 +77,7 @@ def test_vsphere_config_shape_and_overrides(vcsim: Simulator) -> None:
     assert {"host", "resource_pool", "template", "linked_clone"} <= config.keys()
 
 
+@pytest.mark.vcsim
 def test_write_vsphere_json_is_private(vcsim: Simulator, tmp_path: Path) -> None:
     path = tmp_path / "vsphere.json"
     path.write_text("{}")
@@ -87,14 +87,17 @@ def test_write_vsphere_json_is_private(vcsim: Simulator, tmp_path: Path) -> None
     assert json.loads(path.read_text()) == vsphere_config(vcsim, template="base")
 
 
+@pytest.mark.vcsim
 def test_wrong_password_is_refused(vcsim: Simulator) -> None:
     with pytest.raises(vim.fault.InvalidLogin):
         with connect(vcsim, password="not-" + vcsim.password):
             pass
 
 
-def test_custom_credentials_and_stop(tmp_path: Path) -> None:
-    sim = Simulator(username="administrator@vsphere.local", password="Secret-1!")
+@pytest.mark.vcsim
+def test_custom_credentials_and_stop(vcsim_binary: Path) -> None:
+    sim = Simulator(username="administrator@vsphere.local", password="Secret-1!",
+                    binary=vcsim_binary)
     sim.start()
     try:
         assert sim.running and sim.url == f"https://{sim.host}/sdk"
@@ -111,8 +114,9 @@ def test_custom_credentials_and_stop(tmp_path: Path) -> None:
     sim.stop()  # a second stop is harmless
 
 
-def test_power_off_after() -> None:
-    with Simulator(power_off_after=0.3) as sim, connect(sim) as si:
+@pytest.mark.vcsim
+def test_power_off_after(vcsim_binary: Path) -> None:
+    with Simulator(binary=vcsim_binary, power_off_after=0.3) as sim, connect(sim) as si:
         vm = objects(si, vim.VirtualMachine)["DC0_H0_VM0"]
         assert vm.runtime.powerState == "poweredOn"  # the model's VMs are left alone
         WaitForTask(vm.PowerOffVM_Task())
@@ -141,8 +145,10 @@ def test_start_timeout(tmp_path: Path) -> None:
     assert not sim.running
 
 
-def test_build_reuses_the_cached_binary(vcsim: Simulator) -> None:
+@pytest.mark.vcsim
+def test_build_reuses_the_cached_binary(vcsim_binary: Path) -> None:
     first = vcsim_module.build()
+    assert first == vcsim_binary
     assert first.name.startswith("vcsim-") and os.access(first, os.X_OK)
     assert vcsim_module.build() == first
 
@@ -156,3 +162,14 @@ def test_build_without_go_names_the_packages(tmp_path: Path,
     assert "go compiler" in message
     assert "golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev" in message
     assert info.value.exit_code == 2
+
+
+@pytest.mark.vcsim
+def test_build_failure_shows_go_output(vcsim_binary: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "main.go"
+    broken.write_text("package main\n\nfunc main() { undefinedThing() }\n")
+    monkeypatch.setattr(vcsim_module, "MAIN_GO", broken)
+    with pytest.raises(BuildError, match="undefined: undefinedThing"):
+        vcsim_module.build(tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial binary left

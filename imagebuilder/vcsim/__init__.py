@@ -42,8 +42,9 @@ def build(cache_dir: Path | None = None) -> Path:
     """Compile ``main.go`` once and return the path of the binary.
 
     The binary's name carries a hash of ``main.go``, so an edited source is
-    rebuilt and an existing binary is reused. It is compiled under a temporary
-    name and renamed into place, so parallel callers never see a partial file.
+    rebuilt (and older builds removed) while an existing binary is reused. It
+    is compiled under a temporary name and renamed into place, so parallel
+    callers never see a partial file.
     Raises ``InputError`` when Go or the govmomi sources are missing and
     ``BuildError`` (with Go's output) when compiling fails.
     """
@@ -81,6 +82,9 @@ def build(cache_dir: Path | None = None) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    for old in cache.glob("vcsim-*"):  # builds of earlier versions of main.go
+        if old != binary:
+            old.unlink(missing_ok=True)
     return binary
 
 

@@ -28,7 +28,7 @@ import (
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
-	_ "github.com/vmware/govmomi/vapi/simulator" // REST API (/rest), used by Packer's vSphere driver
+	_ "github.com/vmware/govmomi/vapi/simulator" // REST API (/rest): content library, tags
 	"github.com/vmware/govmomi/vim25/types"
 )
 
