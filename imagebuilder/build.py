@@ -97,12 +97,22 @@ class RenderStep:
         plan: BuildPlan = state.plan
         write_var_files(plan)
         state.data["install_files"] = render_install_files(plan)
+        # vmware builders create their output directory (and refuse an existing
+        # one); vSphere builders only write into it when exporting, but the
+        # manifest post-processor always needs it.
+        if plan.action == "build" and plan.target.hypervisor.vsphere \
+                and not plan.artifact_dir.exists():
+            plan.artifact_dir.mkdir(parents=True)
+            state.data["created_artifact_dir"] = plan.artifact_dir
 
     def cleanup(self, state: BuildState) -> None:
         """Secrets do not outlive the build: remove every 0600 var file we wrote."""
         plan: BuildPlan = state.plan
         for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
             path.unlink(missing_ok=True)
+        created = state.data.get("created_artifact_dir")
+        if state.failed and created and created.is_dir() and not any(created.iterdir()):
+            created.rmdir()
 
 
 class PackerStep:

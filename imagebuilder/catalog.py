@@ -18,11 +18,6 @@ class Hypervisor:
     base: bool = False
     vsphere: bool = False
 
-    @property
-    def skips_ova(self) -> bool:
-        """Base builds make a VM or template to start from, not an OVA."""
-        return self.base
-
 
 HYPERVISORS: dict[str, Hypervisor] = {h.name: h for h in (
     Hypervisor("local", "vmware-iso", None,

@@ -88,6 +88,19 @@ class BuildPlan:
         values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password) if v}
         return sorted((v for v in values if v), key=len, reverse=True)
 
+    @property
+    def exports(self) -> bool:
+        """Whether Packer exports the VM (OVF + disks) for the OVA; vSphere builds
+        with ``export_ovf`` false leave only the VM or template in vCenter."""
+        hv = self.target.hypervisor
+        return not hv.base and not (hv.vsphere and not is_true(self.merged.get("export_ovf", "true")))
+
+    @property
+    def builder(self) -> str:
+        """The template's builder for this plan (``-only``)."""
+        hv = self.target.hypervisor
+        return hv.builder if self.exports or not hv.vsphere or hv.base else f"{hv.builder}-noexport"
+
     def var_file_arg(self, layer: VarLayer) -> str:
         return f"-var-file={self.normalised.get(layer.path, layer.path)}"
 
@@ -98,9 +111,9 @@ class BuildPlan:
         argv += by_role("common")
         argv += self.flags
         argv += by_role("packer-common", "os", "hypervisor", "generated")
-        if self.target.hypervisor.skips_ova:
+        if not self.exports:
             argv.append("-except=ova")
-        argv.append(f"-only={self.target.hypervisor.builder}")
+        argv.append(f"-only={self.builder}")
         argv += by_role("user")
         if self.flag_secrets:
             argv.append(f"-var-file={self.flag_secrets_file}")

@@ -51,17 +51,17 @@ class StepRunner:
 
     def run(self, state: BuildState) -> None:
         with contextlib.ExitStack() as stack:
-            for step in self.steps:
-                if state.cancel.is_set():
-                    raise Cancelled(f"stopped before {step.name}")
-                self.current = step.name
-                state.report(step.name)
-                stack.callback(self._cleanup, step, state)
-                try:
+            try:
+                for step in self.steps:
+                    if state.cancel.is_set():
+                        raise Cancelled(f"stopped before {step.name}")
+                    self.current = step.name
+                    state.report(step.name)
+                    stack.callback(self._cleanup, step, state)
                     step.run(state)
-                except BaseException:
-                    state.failed = True
-                    raise
+            except BaseException:
+                state.failed = True  # cleanups (run next, in reverse) can tell
+                raise
 
     def _cleanup(self, step: Step, state: BuildState) -> None:
         try:

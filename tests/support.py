@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from contextlib import contextmanager
+from typing import Iterator
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
 
 from imagebuilder.checkout import Checkout
+from imagebuilder.vcsim import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 STANDIN = REPO / "tests" / "standin"
@@ -85,3 +91,32 @@ def alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@contextmanager
+def connect(sim: Simulator, user: str | None = None,
+            password: str | None = None) -> Iterator[vim.ServiceInstance]:
+    host, port = sim.host.rsplit(":", 1)
+    si = SmartConnect(host=host, port=int(port), user=user or sim.username,
+                      pwd=password or sim.password, disableSslCertValidation=True)
+    try:
+        yield si
+    finally:
+        Disconnect(si)
+
+
+def objects(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]:
+    """Name -> object for every entity of a kind. Reads through the property
+    collector, which skips objects vcsim has deleted but still lists."""
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+            pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view")])],
+        propSet=[pc.PropertySpec(type=kind, pathSet=["name"])])
+    try:
+        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+    finally:
+        view.Destroy()
+    return {o.propSet[0].val: o.obj for o in result.objects if o.propSet}

@@ -66,7 +66,7 @@ def test_builder_selection(checkout, vsphere_ok, tmp_path, hv, builder, extra, s
     env = {"PACKER_VAR_FILES": f"{vsphere_ok} {vmx_file}"}
     argv = plan_for(checkout, f"node-ova-{hv}-photon-5", env).argv()
     assert f"-only={builder}" in argv
-    assert ("-except=ova" in argv) == skips_ova
+    assert ("-except=ova" in argv) == skips_ova  # base builds make no OVA
     hv_files = [f for f in var_files(argv) if f.endswith(("ova/vsphere.json", "ova/vmx.json"))]
     assert hv_files == ([str(checkout.ova_dir / extra)] if extra else [])
 
@@ -157,3 +157,14 @@ def test_target_names_parse_with_overlapping_hypervisors(checkout):
     t = parse_target("node-ova-vsphere-clone-rhel-9", names)
     assert (t.hypervisor.name, t.os_name) == ("vsphere-clone", "rhel-9")
     assert Target(HYPERVISORS["local"], "flatcar").task_name("clean") == "clean-node-ova-local-flatcar"
+
+
+def test_export_ovf_false_selects_the_noexport_builder(checkout, vsphere_ok, tmp_path):
+    off = write_json(tmp_path / "off.json", {"export_ovf": "false"})
+    env = {"PACKER_VAR_FILES": f"{vsphere_ok} {off}"}
+    for hv in ("vsphere", "vsphere-clone"):
+        argv = plan_for(checkout, f"node-ova-{hv}-ubuntu-2204", env).argv()
+        builder = {"vsphere": "vsphere-iso", "vsphere-clone": "vsphere-clone"}[hv]
+        assert f"-only={builder}-noexport" in argv and "-except=ova" in argv
+    argv = plan_for(checkout, "node-ova-local-ubuntu-2204", {"PACKER_VAR_FILES": str(off)}).argv()
+    assert "-only=vmware-iso" in argv and "-except=ova" not in argv

@@ -21,34 +21,7 @@ from pyVmomi import vim, vmodl
 from imagebuilder import vcsim as vcsim_module
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import Simulator, vsphere_config, write_vsphere_json
-
-@contextmanager
-def connect(sim: Simulator, user: str | None = None,
-            password: str | None = None) -> Iterator[vim.ServiceInstance]:
-    host, port = sim.host.rsplit(":", 1)
-    si = SmartConnect(host=host, port=int(port), user=user or sim.username,
-                      pwd=password or sim.password, disableSslCertValidation=True)
-    try:
-        yield si
-    finally:
-        Disconnect(si)
-
-
-def objects(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]:
-    """Name -> object for every entity of a kind. Reads through the property
-    collector, which skips objects vcsim has deleted but still lists."""
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    pc = vmodl.query.PropertyCollector
-    spec = pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-            pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view")])],
-        propSet=[pc.PropertySpec(type=kind, pathSet=["name"])])
-    try:
-        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-    finally:
-        view.Destroy()
-    return {o.propSet[0].val: o.obj for o in result.objects if o.propSet}
+from support import connect, objects
 
 
 @pytest.mark.vcsim

@@ -1,0 +1,69 @@
+"""End to end: the real Packer builds vsphere-clone against the vCenter simulator.
+
+Runs ``invoke build-node-ova-vsphere-clone-<os>`` as a user would, with a
+vsphere.json for the simulator and ``communicator: none`` (the simulator's
+VMs have no guest to talk to), and checks what Packer left in vCenter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from support import BIN, REPO, checkout, connect, objects, write_json  # noqa: F401
+from pyVmomi import vim
+
+from imagebuilder.vcsim import Simulator, write_vsphere_json
+
+pytestmark = [pytest.mark.vcsim, pytest.mark.packer,
+              pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed")]
+
+
+@pytest.fixture
+def sim(vcsim_binary):
+    """A simulator of its own: builds here leave VMs behind on purpose."""
+    with Simulator(binary=vcsim_binary, power_off_after=1.0) as simulator:
+        yield simulator
+
+
+def invoke(*args, env_extra):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def sim_var_files(sim, tmp_path, **overrides) -> str:
+    vsphere = write_vsphere_json(sim, tmp_path / "sim-vsphere.json", **overrides)
+    # The simulator's VMs have no guest, and it cannot export (no ExportVm).
+    none = write_json(tmp_path / "sim.json", {"communicator": "none", "export_ovf": "false"})
+    return f"{vsphere} {none}"
+
+
+def test_clone_build_leaves_a_template(checkout, sim, tmp_path):
+    files = sim_var_files(sim, tmp_path, template="DC0_C0_RP0_VM0", convert_to_template="true")
+    result = invoke("build-node-ova-vsphere-clone-ubuntu-2204", env_extra={"PACKER_VAR_FILES": files})
+    assert result.returncode == 0, result.stdout + result.stderr
+    k8s = json.loads((checkout.config_dir / "kubernetes.json").read_text())["kubernetes_semver"]
+    name = f"ubuntu-2204-kube-{k8s}"
+    with connect(sim) as si:
+        vm = objects(si, vim.VirtualMachine)[name]
+        assert vm.config.template is True
+        assert vm.config.guestId  # a real VM object, cloned from the model's VM
+    log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-ubuntu-2204.log").read_text()
+    assert "Cloning VM..." in log and "Convert VM into template..." in log
+    assert sim.password not in log  # the vCenter password never reaches the log
+    manifest = json.loads((checkout.output_dir / name / "packer-manifest.json").read_text())
+    assert manifest["builds"][-1]["custom_data"]["ib_target"] == "node-ova-vsphere-clone-ubuntu-2204"
+    assert manifest["builds"][-1]["custom_data"]["vm_name"] == name
+
+
+def test_clone_failure_is_reported(checkout, sim, tmp_path):
+    files = sim_var_files(sim, tmp_path, template="no-such-template")
+    result = invoke("build-node-ova-vsphere-clone-photon-5", env_extra={"PACKER_VAR_FILES": files})
+    assert result.returncode == 1
+    assert "vm 'no-such-template' not found" in result.stdout
+    summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
+    assert summary["builds"][0]["result"] == "failed"
