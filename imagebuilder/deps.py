@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .checkout import Checkout, find_checkout
 from .errors import EXIT_BAD_INPUT, EXIT_OK, InputError

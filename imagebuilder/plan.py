@@ -9,8 +9,6 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import shlex
 import sys
@@ -22,6 +20,7 @@ from . import __version__, naming
 from .catalog import Target
 from .checkout import Checkout
 from .errors import InputError
+from .files import write_private_json
 from .knobs import Knobs
 from .layering import (FlagVar, MergedVars, VarLayer, merge, needs_normalising,
                        packer_string, read_var_file, split_packer_flags)
@@ -326,19 +325,10 @@ def write_var_files(plan: BuildPlan) -> None:
     for var files holding JSON booleans or numbers, which Packer 1.x refuses.
     """
     plan.work_dir.mkdir(parents=True, exist_ok=True)
-    _write_private_json(plan.generated_file, plan.generated)
+    write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
-        _write_private_json(plan.flag_secrets_file, plan.flag_secrets)
+        write_private_json(plan.flag_secrets_file, plan.flag_secrets)
     for original, copy in plan.normalised.items():
         copy.parent.mkdir(parents=True, exist_ok=True)
         data = plan.file_data[original]
-        _write_private_json(copy, {k: packer_string(v) for k, v in data.items()})
-
-
-def _write_private_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+        write_private_json(copy, {k: packer_string(v) for k, v in data.items()})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from invoke import Argument, Collection, Program
+from invoke import Argument, Program
 
 import imagebuilder
 

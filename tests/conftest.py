@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from support import BIN, KNOBS, REPO, STANDIN
 
+from imagebuilder.checkout import Checkout
 from imagebuilder.errors import InputError
 from imagebuilder.vcsim import Simulator, build
 
@@ -31,3 +35,27 @@ def vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
     """
     with Simulator(binary=vcsim_binary, power_off_after=1.0) as sim:
         yield sim
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Checkout:
+    """A private copy of the checkout's packer/ and ova/ (IB_ROOT points at it)."""
+    root = tmp_path / "checkout"
+    for part in ("packer", "ova"):
+        shutil.copytree(REPO / part, root / part)
+    for knob in KNOBS:
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("IB_ROOT", str(root))
+    monkeypatch.delenv("IB_OUTPUT_DIR", raising=False)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return Checkout(root)
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch, checkout) -> Path:
+    """The stand-in packer first on PATH; returns the directory it records into."""
+    record = tmp_path / "standin-records"
+    record.mkdir()
+    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_DIR", str(record))
+    return record

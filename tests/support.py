@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
-import pytest
 from contextlib import contextmanager
 from typing import Iterator
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from imagebuilder.checkout import Checkout
 from imagebuilder.vcsim import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,30 +32,6 @@ def write_json(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
     return path
-
-
-@pytest.fixture
-def checkout(tmp_path, monkeypatch) -> Checkout:
-    """A private copy of the checkout's packer/ and ova/ (IB_ROOT points at it)."""
-    root = tmp_path / "checkout"
-    for part in ("packer", "ova"):
-        shutil.copytree(REPO / part, root / part)
-    for knob in KNOBS:
-        monkeypatch.delenv(knob, raising=False)
-    monkeypatch.setenv("IB_ROOT", str(root))
-    monkeypatch.delenv("IB_OUTPUT_DIR", raising=False)
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    return Checkout(root)
-
-
-@pytest.fixture
-def standin(tmp_path, monkeypatch, checkout) -> Path:
-    """The stand-in packer first on PATH; returns the directory it records into."""
-    record = tmp_path / "standin-records"
-    record.mkdir()
-    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_DIR", str(record))
-    return record
 
 
 def events(record: Path) -> list[tuple[float, str, str, int, int]]:

@@ -7,7 +7,7 @@ import os
 import stat
 
 import pytest
-from support import VSPHERE, checkout, write_json  # noqa: F401  (fixture)
+from support import VSPHERE, write_json
 
 from imagebuilder.catalog import HYPERVISORS, Target, parse_target
 from imagebuilder.knobs import Knobs

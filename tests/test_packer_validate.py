@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from support import VSPHERE, checkout, write_json  # noqa: F401
+from support import VSPHERE, write_json
 
 from imagebuilder import api
 from imagebuilder.catalog import HYPERVISORS

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from support import BIN, REPO, alive, checkout, events, max_concurrency, standin  # noqa: F401
+from support import BIN, REPO, alive, events, max_concurrency
 
 LOCAL_OSES = 13
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO, VSPHERE, checkout, events, standin, write_json  # noqa: F401
+from support import REPO, VSPHERE, events, write_json
 
 from imagebuilder.errors import InputError
 from imagebuilder.knobs import Knobs

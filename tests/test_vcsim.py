@@ -9,21 +9,16 @@ import json
 import os
 import stat
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from imagebuilder import vcsim as vcsim_module
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import Simulator, vsphere_config, write_vsphere_json
 from support import connect, objects
-
-
 @pytest.mark.vcsim
 def test_vsphere_config_names_exist(vcsim: Simulator) -> None:
     config = vsphere_config(vcsim)

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from support import BIN, REPO, checkout, connect, objects, write_json  # noqa: F401
+from support import BIN, REPO, connect, objects, write_json
 from pyVmomi import vim
 
 from imagebuilder.vcsim import Simulator, write_vsphere_json

@@ -1,0 +1,125 @@
+"""Builds against the embedded vCenter simulator, for trying the vSphere targets anywhere.
+
+The simulator (``imagebuilder.vcsim``) answers the vSphere API like a
+vCenter, with an inventory of its own and no guests: Packer runs with
+``communicator: none`` and without export (the simulator has no ExportVm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from . import api
+from .catalog import Target
+from .checkout import Checkout, find_checkout
+from .knobs import Knobs
+from .layering import read_var_file
+from .files import write_private_json
+from .progress import Progress
+from .vcsim import Simulator, write_vsphere_json
+
+#: A VM of the simulator's default inventory, the clone source when none is given.
+MODEL_TEMPLATE = "DC0_C0_RP0_VM0"
+
+#: What a build against the simulator must change: no guest to talk to, no export.
+SIMULATOR_OVERRIDES = {"communicator": "none", "export_ovf": "false"}
+
+
+def simulator_var_files(sim: Simulator, directory: Path, template: str = MODEL_TEMPLATE,
+                        **vsphere: str) -> list[Path]:
+    """Write the var files that point builds at ``sim``: its vsphere.json
+    (0600: it holds the password) and the simulator overrides."""
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = {"template": template, "convert_to_template": "true"}
+    settings.update(vsphere)
+    vsphere_file = write_vsphere_json(sim, directory / "vsphere.json", **settings)
+    overrides = directory / "simulator.json"
+    write_private_json(overrides, SIMULATOR_OVERRIDES)
+    return [vsphere_file, overrides]
+
+
+def start_simulator() -> Simulator:
+    """Start a simulator with a password of its own (long enough to redact)."""
+    return Simulator(password=f"vcsim-{secrets.token_urlsafe(12)}", power_off_after=1.0).start()
+
+
+def inventory(sim: Simulator) -> list[tuple[str, bool]]:
+    """(name, is template) of every VM in the simulator, sorted by name."""
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim, vmodl
+
+    host, port = sim.host.rsplit(":", 1)
+    si = SmartConnect(host=host, port=int(port), user=sim.username, pwd=sim.password,
+                      disableSslCertValidation=True)
+    try:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder,
+                                                       [vim.VirtualMachine], True)
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
+                pc.TraversalSpec(name="v", type=vim.view.ContainerView, path="view")])],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "config.template"])])
+        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+        view.Destroy()
+        rows = []
+        for obj in result.objects if result else []:
+            props = {p.name: p.val for p in obj.propSet}
+            if "name" in props:
+                rows.append((props["name"], bool(props.get("config.template"))))
+        return sorted(rows)
+    finally:
+        Disconnect(si)
+
+
+def build_against_simulator(targets: list[Target], jobs: int | None = 1,
+                            progress: Progress | None = None, out: IO[str] | None = None,
+                            checkout: Checkout | None = None,
+                            knobs: Knobs | None = None) -> api.RunReport:
+    """Start the simulator, run ``targets`` against it, show what they left, stop it.
+
+    The simulator's var files come after any PACKER_VAR_FILES, so a
+    vsphere.json aimed at a real vCenter cannot send the run there.
+    """
+    out = out or sys.stdout
+    checkout = checkout or find_checkout()
+    knobs = knobs or Knobs.from_env()
+    sim = start_simulator()
+    try:
+        print(f"vCenter simulator at {sim.url}", file=out)
+        files = simulator_var_files(sim, checkout.work_root / "vcsim")
+        knobs = dataclasses.replace(knobs, packer_var_files=knobs.packer_var_files + files)
+        report = api.run(targets, "build", jobs=jobs, progress=progress, out=out,
+                         checkout=checkout, knobs=knobs)
+        print("\nVMs and templates in the simulator now:", file=out)
+        for name, template in inventory(sim):
+            print(f"  {name}{'  (template)' if template else ''}", file=out)
+        return report
+    finally:
+        sim.stop()
+
+
+def serve(vsphere_json: Path, out: IO[str] | None = None) -> None:
+    """Run the simulator in the foreground until Ctrl-C; write a vsphere var file for it."""
+    out = out or sys.stdout
+    sim = start_simulator()
+    try:
+        files = simulator_var_files(sim, vsphere_json.parent)
+        if files[0] != vsphere_json:
+            files[0].replace(vsphere_json)
+            files[0] = vsphere_json
+        overrides = read_var_file(files[1])
+        print(f"vCenter simulator at {sim.url} (user {sim.username}; password in {vsphere_json})\n"
+              f"Try:  PACKER_VAR_FILES=\"{files[0]} {files[1]}\" "
+              "invoke build-node-ova-vsphere-clone-ubuntu-2204\n"
+              f"({files[1].name} sets {', '.join(f'{k}={v}' for k, v in overrides.items())}.)\n"
+              "Ctrl-C stops the simulator.", file=out, flush=True)
+        while sim.running:
+            time.sleep(1)
+    finally:
+        sim.stop()
