@@ -16,7 +16,7 @@ import sys
 
 from invoke import Collection, Exit, Task
 
-from imagebuilder import api, deps
+from imagebuilder import api, deps, simulation
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
@@ -94,6 +94,18 @@ def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, 
     _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream)
 
 
+def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None):
+    report = simulation.build_against_simulator(api.resolve_targets(target.split(",")),
+                                                jobs=_jobs(c, jobs), progress=default_progress())
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+def vcsim(c, vsphere_json="output/vcsim/vsphere.json"):
+    from pathlib import Path
+    simulation.serve(Path(vsphere_json).absolute())
+
+
 def deps_ova(c):
     report = deps.check()
     print(report.text())
@@ -118,6 +130,13 @@ def namespace() -> Collection:
                                       "local-vmx, vsphere, vsphere-base or vsphere-clone")))
     ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
                       "say what is missing.", deps_ova))
+    ns.add_task(_make("vcsim-build", "Run builds against the embedded vCenter simulator "
+                      "(starts and stops it).", vcsim_build,
+                      {"target": "comma-separated targets (default: "
+                       "build-node-ova-vsphere-clone-ubuntu-2204)", "jobs": RUN_HELP["jobs"]}))
+    ns.add_task(_make("vcsim", "Run the vCenter simulator in the foreground and write a "
+                      "vsphere.json for it.", vcsim,
+                      {"vsphere-json": "where to write it (default output/vcsim/vsphere.json)"}))
     ns.add_task(_make("help", "List the targets with one-line descriptions (like make help).",
                       help_))
     ns.configure({"build": {"jobs": 1}})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import api, deps
+from . import api, deps, simulation
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ImageBuilderError
 from .progress import LineProgress, default_progress
 
@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("targets", nargs="*")
     sp.add_argument("--all", action="store_true")
     sp.add_argument("--hypervisor")
+    sp = sub.add_parser("vcsim-build", help="run builds against the embedded vCenter simulator")
+    sp.add_argument("targets", nargs="*", default=["build-node-ova-vsphere-clone-ubuntu-2204"])
+    sp.add_argument("-j", "--jobs", type=_jobs, nargs="?", const=0, default=1)
     sub.add_parser("list", help="list every target")
     sub.add_parser("help", help="overview of targets and knobs")
     sub.add_parser("deps", help="check Packer, plugins, ansible, ovftool")
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             for path in api.clean(_targets(args)):
                 print(f"removed {path}")
             return 0
+        if args.command == "vcsim-build":
+            report = simulation.build_against_simulator(api.resolve_targets(args.targets),
+                                                        jobs=args.jobs, progress=default_progress())
+            return report.exit_code
         if args.command == "list":
             for target in api.targets_of():
                 for action in ("build", "validate", "clean"):
