@@ -1,0 +1,41 @@
+"""Progress: a redrawn tqdm line per running build on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from imagebuilder.progress import LineProgress, TqdmProgress, default_progress
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_plain_lines_when_not_a_terminal():
+    out = io.StringIO()
+    progress = default_progress(out)
+    assert isinstance(progress, LineProgress)
+    progress.started("build-node-ova-local-flatcar")
+    progress.step("build-node-ova-local-flatcar", "packer: Creating VM...")
+    progress.finished("build-node-ova-local-flatcar", "ok", 61.2)
+    assert out.getvalue().splitlines() == [
+        "[build-node-ova-local-flatcar] started",
+        "[build-node-ova-local-flatcar] packer: Creating VM...",
+        "[build-node-ova-local-flatcar] ok after 61s"]
+
+
+def test_tqdm_line_per_build_on_a_terminal():
+    out = FakeTerminal()
+    progress = default_progress(out)
+    assert isinstance(progress, TqdmProgress)
+    progress.started("a")
+    progress.started("b")
+    progress.step("a", "packer: Waiting for IP...")
+    progress.step("b", "packer: Cloning VM...")
+    progress.finished("a", "failed", 3.0)
+    progress.close()
+    text = out.getvalue()
+    assert "a: packer: Waiting for IP... [00:00]" in text
+    assert "b: packer: Cloning VM... [00:00]" in text
+    assert "a: failed after 3s" in text
