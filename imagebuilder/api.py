@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import IO, Iterable
 
 from . import summary
-from .build import FAILED, BuildResult, clean_target, missing_tools, run_plan
+from .build import FAILED, SKIPPED, BuildResult, clean_target, missing_tools, run_plan
 from .catalog import HYPERVISORS, Target, all_targets, parse_target
 from .checkout import Checkout, find_checkout
 from .errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError
 from .knobs import Knobs
-from .plan import BuildPlan, plan_build
+from .plan import BuildOptions, BuildPlan, plan_build
+from .prerequisites import BASE_OF, needs_base, required_bases
 from .progress import NullProgress, Progress
 from .scheduler import run_jobs
+from .vsphere.preflight import preflight
 
 
 @dataclass
@@ -49,14 +51,14 @@ def targets_of(hypervisor: str | None = None, checkout: Checkout | None = None) 
 
 
 def plan_all(targets: list[Target], action: str, checkout: Checkout | None = None,
-             knobs: Knobs | None = None) -> list[BuildPlan]:
+             knobs: Knobs | None = None, options: BuildOptions | None = None) -> list[BuildPlan]:
     """Plan every target; report the problems of all of them at once (InputError)."""
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
     plans, problems = [], []
     for target in targets:
         try:
-            plans.append(plan_build(checkout, target, knobs, action))
+            plans.append(plan_build(checkout, target, knobs, action, options=options))
         except InputError as exc:
             problems += exc.problems or [exc.message]
     if problems:
@@ -107,22 +109,29 @@ def dry_run_plans(targets: list[Target], action: str, out: IO[str],
 def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
         fail_fast: bool = False, dry_run: bool = False, progress: Progress | None = None,
         stream: bool = False, out: IO[str] | None = None,
-        checkout: Checkout | None = None, knobs: Knobs | None = None) -> RunReport:
+        checkout: Checkout | None = None, knobs: Knobs | None = None,
+        options: BuildOptions | None = None) -> RunReport:
     """Build (or validate) ``targets``, at most ``jobs`` at once (0/None: all at once).
 
-    Every input is checked before anything starts (InputError, exit 2). With
-    ``dry_run`` the commands are printed and nothing runs. Otherwise prints
-    the summary table to ``out`` and writes ``output/logs/summary.json``.
+    Every input is checked before anything starts (InputError, exit 2): the
+    configuration, the tools, and for vSphere builds every object in vCenter.
+    Missing or stale base images are built first (make-style prerequisites).
+    With ``dry_run`` the commands are printed and nothing runs. Otherwise
+    prints the summary table to ``out`` and writes ``output/logs/summary.json``.
     """
     out = out or sys.stdout
     checkout = checkout or find_checkout()
     if dry_run:
         dry_run_plans(targets, action, out, checkout, knobs)
         return RunReport([])
-    plans = plan_all(targets, action, checkout, knobs)
+    plans = plan_all(targets, action, checkout, knobs, options)
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)
+    bases = required_bases(plans, report=lambda text: print(text, file=out)) \
+        if action == "build" else []
+    if action == "build":
+        preflight(bases + plans)
     progress = progress or NullProgress()
 
     def on_line_for(plan: BuildPlan):
@@ -131,10 +140,27 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
         label = plan.target.task_name(plan.action)
         return lambda line: print(f"[{label}] {line}", file=out, flush=True)
 
-    results, interrupted = run_jobs(
-        plans, lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, on_line_for(plan)),
-        name_of=lambda plan: plan.target.task_name(plan.action),
-        max_jobs=jobs, fail_fast=fail_fast, progress=progress)
+    def phase(batch: list[BuildPlan]) -> tuple[list[BuildResult], bool]:
+        return run_jobs(
+            batch, lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, on_line_for(plan)),
+            name_of=lambda plan: plan.target.task_name(plan.action),
+            max_jobs=jobs, fail_fast=fail_fast, progress=progress)
+
+    results, interrupted = phase(bases) if bases else ([], False)
+    failed_bases = {r.target for r in results if not r.ok}
+    runnable = []
+    for plan in plans:
+        base = f"build-node-ova-{BASE_OF.get(plan.target.hypervisor.name)}-{plan.target.os_name}"
+        if interrupted or (needs_base(plan) and base in failed_bases):
+            why = "interrupted" if interrupted else f"its base {base} did not build"
+            results.append(BuildResult(plan.target.task_name(action), action, SKIPPED, 0.0,
+                                       str(plan.artifact_dir), str(plan.log_path),
+                                       f"not started: {why}"))
+        else:
+            runnable.append(plan)
+    if runnable:
+        more, interrupted = phase(runnable)
+        results += more
     report = RunReport(results, interrupted)
     print(summary.table(results), file=out)
     for r in results:

@@ -178,6 +178,7 @@ class PublishStep:
                 "builder": plan.target.hypervisor.builder,
                 "kubernetes_semver": plan.merged.get("kubernetes_semver"),
                 "build_date": plan.merged.get("build_date"),
+                "base_inputs_hash": plan.merged.get("base_inputs_hash") or None,
                 "files": sorted(p.name for p in plan.artifact_dir.iterdir())}
         (plan.artifact_dir / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -186,10 +187,19 @@ class PublishStep:
 
 
 def steps_for(plan: BuildPlan, on_line: Callable[[str], None] | None = None) -> list:
+    """The named steps of one build, in order."""
     if plan.action == "validate":
         return [PreflightStep(), RenderStep(), PackerStep(on_line)]
-    return [PreflightStep(), RenderStep(), PackerStep(on_line), PostProcessStep(),
-            PublishStep()]
+    hv = plan.target.hypervisor
+    steps: list = [PreflightStep(), RenderStep()]
+    if hv.vsphere:
+        from .vsphere.steps import VSphereStep
+        steps.append(VSphereStep())
+    steps += [PackerStep(on_line), PostProcessStep()]
+    if hv.vsphere and hv.base:
+        from .vsphere.steps import VerifyBaseStep
+        steps.append(VerifyBaseStep())
+    return steps + [PublishStep()]
 
 
 def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None = None,

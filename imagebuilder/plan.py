@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, naming
+from .baseinputs import inputs_hash
 from .catalog import Target
 from .checkout import Checkout
 from .errors import InputError
@@ -34,11 +35,28 @@ SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_
 #: when the vCenter has exactly one; folder and resource_pool are optional).
 VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
 
+#: The name Packer's vSphere builders give the snapshot of create_snapshot.
+PACKER_SNAPSHOT = "Created By Packer"
+
 #: Where a value comes from when no var file sets it.
 TEMPLATE_DEFAULTS = "packer/node.json"
 
 SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the user asked of a build beyond its configuration."""
+
+    force: bool = False
+    """Replace an existing VM or template that has the build's vm_name."""
+    prepare_template: bool = False
+    """Give a linked clone's source template the snapshot it needs."""
+    keep_on_failure: bool = False
+    """Leave a failed build's VM in vCenter for inspection."""
+    no_deps: bool = False
+    """Refuse, instead of building a missing base first."""
 
 
 @dataclass
@@ -59,6 +77,7 @@ class BuildPlan:
     artifact_dir: Path
     log_path: Path
     file_data: dict[Path, dict] = field(default_factory=dict, repr=False)
+    options: BuildOptions = field(default_factory=BuildOptions)
 
     @property
     def generated_file(self) -> Path:
@@ -150,7 +169,7 @@ def _strip_secret_flags(flags: list[str]) -> list[str]:
 
 def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                action: str = "build", now: float | None = None,
-               strict: bool = True) -> BuildPlan:
+               strict: bool = True, options: BuildOptions | None = None) -> BuildPlan:
     """Check every input of ``target`` and resolve its Packer invocation.
 
     Raises InputError listing every problem found (exit code 2). With
@@ -233,6 +252,12 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_target": target.name,
         "ssh_password": secrets.token_urlsafe(24),
     }
+    if hv.base:
+        os_keys = list(file_data.get(os_file, {}))
+        generated["base_inputs_hash"] = inputs_hash(checkout.root, merged.values, os_keys,
+                                                    hv.builder)
+        generated["base_snapshot_name"] = \
+            PACKER_SNAPSHOT if is_true(merged.get("create_snapshot")) else ""
     if hv.name == "vsphere-clone":
         generated["template"] = naming.base_vm_name(build_name)
     if hv.name == "local-vmx":
@@ -255,6 +280,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         layers=all_layers, merged=merged, generated=generated, flag_secrets=flag_secrets,
         normalised=normalised, work_dir=work_dir, artifact_dir=artifact,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
+        options=options or BuildOptions(),
     )
 
 
@@ -288,13 +314,9 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
         if is_true(merged.get("linked_clone")) and hv.name != "vsphere-clone":
             problems.append(f"{where('linked_clone', vfile)}: linked_clone: only "
                             "vsphere-clone builds make linked clones; set it to false")
-    if hv.name == "local-vmx" and not merged.get("source_path"):
-        vmx = _base_vmx(checkout.output_dir, merged.get("build_name"))
-        if not vmx.is_file():
-            problems.append(f"ova/vmx.json: source_path: is empty and the base VM {vmx} "
-                            f"does not exist; run build-node-ova-local-base-{target.os_name} "
-                            "first or set source_path")
-    elif hv.name == "local-vmx" and not Path(merged.get("source_path")).is_file():
+    # An empty source_path means the local-base VM: a prerequisite (prerequisites.py).
+    if hv.name == "local-vmx" and merged.get("source_path") \
+            and not Path(merged.get("source_path")).is_file():
         problems.append(f"{where('source_path', 'ova/vmx.json')}: source_path: "
                         f"{merged.get('source_path')} does not exist")
 

@@ -123,10 +123,11 @@ def test_invalid_json_names_line(checkout):
     assert problems[0].startswith("ova/vmx.json: not valid JSON (line 1, column 21")
 
 
-def test_local_vmx_needs_a_source(checkout):
-    [problem] = problems_of(checkout, "node-ova-local-vmx-ubuntu-2204", {})
-    assert problem.startswith("ova/vmx.json: source_path: is empty and the base VM")
-    assert "build-node-ova-local-base-ubuntu-2204" in problem
+def test_local_vmx_source_must_exist(checkout, tmp_path):
+    vmx = write_json(tmp_path / "vmx.json", {"source_path": str(tmp_path / "gone.vmx")})
+    [problem] = problems_of(checkout, "node-ova-local-vmx-ubuntu-2204",
+                            {"PACKER_VAR_FILES": str(vmx)})
+    assert problem == f"{vmx}: source_path: {tmp_path / 'gone.vmx'} does not exist"
 
 
 def test_bad_config_starts_no_packer(checkout, standin):

@@ -60,10 +60,11 @@ def test_clone_build_leaves_a_template(checkout, sim, tmp_path):
     assert manifest["builds"][-1]["custom_data"]["vm_name"] == name
 
 
-def test_clone_failure_is_reported(checkout, sim, tmp_path):
+def test_missing_clone_source_is_caught_before_packer(checkout, sim, tmp_path):
     files = sim_var_files(sim, tmp_path, template="no-such-template")
     result = invoke("build-node-ova-vsphere-clone-photon-5", env_extra={"PACKER_VAR_FILES": files})
-    assert result.returncode == 1
-    assert "vm 'no-such-template' not found" in result.stdout
-    summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
-    assert summary["builds"][0]["result"] == "failed"
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"build-node-ova-vsphere-clone-photon-5: {tmp_path}/sim-vsphere.json: template: "
+            "'no-such-template' not found in datacenter DC0; the templates there: none"
+            in result.stderr)
+    assert not (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-photon-5.log").exists()

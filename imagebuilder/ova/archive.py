@@ -1,0 +1,215 @@
+"""The OVA container: a ustar archive of bare-named regular files.
+
+``write_ova`` lays out the descriptor, the manifest and the disks in that
+order and reads each disk once: its bytes are hashed on a worker thread
+while the main thread writes them into the archive. The manifest needs the
+disks' digests yet comes before them, so its member is written with a
+placeholder of the exact size and filled in once the disks are done; the
+whole archive's digest is taken afterwards, by the verification pass.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BuildError
+from .hashing import ALGORITHMS, HashPipeline, digest_length, new_hash
+from .progress import ByteProgress, NoByteProgress
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+#: The largest size a ustar header's 11 octal digits hold; beyond it the
+#: size field is written in base-256 (GNU tar, star, Go and Python read it).
+USTAR_MAX_SIZE = 8 ** 11 - 1
+NAME_MAX = 100
+
+
+def padding(size: int, unit: int = BLOCK) -> int:
+    """Bytes of zeros that round ``size`` up to a multiple of ``unit``."""
+    return -size % unit
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def tar_header(name: str, size: int, mtime: int, mode: int = 0o644) -> bytes:
+    """The 512-byte ustar header of a regular file with a bare ``name``.
+
+    Raises ValueError for a name that is not bare ASCII of at most 100 bytes.
+    """
+    raw = name.encode("ascii", errors="strict")
+    if not raw or len(raw) > NAME_MAX or "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a bare file name of 1 to {NAME_MAX} ASCII characters")
+    if size <= USTAR_MAX_SIZE:
+        size_field = _octal(size, 12)
+    else:
+        size_field = b"\x80" + size.to_bytes(11, "big")
+    header = bytearray(BLOCK)
+    fields = [
+        (0, raw.ljust(100, b"\0")),
+        (100, _octal(mode, 8)),
+        (108, _octal(0, 8)),          # uid
+        (116, _octal(0, 8)),          # gid
+        (124, size_field),
+        (136, _octal(max(0, int(mtime)), 12)),
+        (148, b" " * 8),              # checksum, counted as spaces
+        (156, b"0"),                  # regular file
+        (257, b"ustar\x0000"),
+        (265, b"root".ljust(32, b"\0")),
+        (297, b"root".ljust(32, b"\0")),
+        (329, _octal(0, 8)),
+        (337, _octal(0, 8)),
+    ]
+    for offset, value in fields:
+        header[offset:offset + len(value)] = value
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A file in an archive: where its data starts and how long it is."""
+
+    name: str
+    offset: int
+    size: int
+    regular: bool = True
+
+
+def list_members(path: Path) -> list[Member]:
+    """The members of a tar file, in order, without reading their data.
+
+    Raises BuildError when ``path`` is not a readable tar archive or ends
+    before its last member does.
+    """
+    path = Path(path)
+    try:
+        total = path.stat().st_size
+        with tarfile.open(path, "r:") as tar:
+            infos = tar.getmembers()
+    except FileNotFoundError:
+        raise BuildError(f"{path}: no such file") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise BuildError(f"{path}: not a readable tar archive ({exc})") from None
+    members = [Member(i.name, i.offset_data, i.size, i.isreg()) for i in infos]
+    for m in members:
+        if m.offset + m.size > total:
+            raise BuildError(f"{path}: truncated: member {m.name} needs {m.offset + m.size} "
+                             f"bytes but the file has {total}")
+    return members
+
+
+@dataclass(frozen=True)
+class DiskFile:
+    """A disk going into the archive under ``name``, read from ``path``."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class WrittenOva:
+    """What ``write_ova`` wrote: the manifest text and each member's digest."""
+
+    path: Path
+    manifest: bytes
+    digests: dict[str, str]
+    size: int
+
+
+def manifest_line(algorithm: str, name: str, hexdigest: str) -> str:
+    """``SHA256(name)= hex``, as ovftool writes it."""
+    return f"{ALGORITHMS[algorithm]}({name})= {hexdigest}\n"
+
+
+def _write_all(fd: int, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
+              disks: Sequence[DiskFile], algorithm: str = "sha256", mtime: int = 0,
+              progress: ByteProgress | None = None) -> WrittenOva:
+    """Write an OVA at ``target`` (an existing, empty temporary file).
+
+    Members in order: descriptor, manifest, disks. Each disk is read once;
+    its digest is computed while it is copied. Raises BuildError on a write
+    error (a full disk names the directory); the caller removes ``target``.
+    """
+    progress = progress or NoByteProgress()
+    names = [ovf_name, mf_name] + [d.name for d in disks]
+    if len(set(names)) != len(names):
+        raise BuildError(f"{target.name}: two members would share a name: {names}")
+    digests = {ovf_name: hashlib.new(algorithm, ovf).hexdigest()}
+    width = digest_length(algorithm)
+    mf_size = sum(len(manifest_line(algorithm, n, "0" * width)) for n in [ovf_name] +
+                  [d.name for d in disks])
+    sources = []
+    try:
+        for disk in disks:
+            fh = open(disk.path, "rb", buffering=0)
+            sources.append((disk, fh, os.fstat(fh.fileno()).st_size))
+        fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
+        try:
+            progress.begin(f"writing {target.name}", sum(size for _, _, size in sources))
+            _write_all(fd, tar_header(ovf_name, len(ovf), mtime) + ovf +
+                       bytes(padding(len(ovf))))
+            _write_all(fd, tar_header(mf_name, mf_size, mtime))
+            mf_offset = os.lseek(fd, 0, os.SEEK_CUR)
+            _write_all(fd, bytes(mf_size + padding(mf_size)))
+            with HashPipeline(lanes=1, buffers=3) as pipe:
+                for disk, fh, size in sources:
+                    hasher = new_hash(algorithm)
+                    _write_all(fd, tar_header(disk.name, size, mtime))
+                    _copy_hashing(fh, fd, size, hasher, pipe, progress, disk.path)
+                    pipe.drain()
+                    digests[disk.name] = hasher.hexdigest()
+                    _write_all(fd, bytes(padding(size)))
+            end = os.lseek(fd, 0, os.SEEK_CUR) + 2 * BLOCK
+            _write_all(fd, bytes(2 * BLOCK + padding(end, RECORD)))
+            manifest = "".join(manifest_line(algorithm, n, digests[n])
+                               for n in [ovf_name] + [d.name for d in disks]).encode("ascii")
+            assert len(manifest) == mf_size
+            os.pwrite(fd, manifest, mf_offset)
+            size = os.lseek(fd, 0, os.SEEK_END)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise BuildError(f"{target.parent}: no space left on the device while writing "
+                                 f"the OVA; free at least "
+                                 f"{sum(s for _, _, s in sources) >> 20} MiB there") from None
+            raise BuildError(f"{target}: cannot write the OVA ({exc.strerror})") from None
+        finally:
+            os.close(fd)
+            progress.end()
+    finally:
+        for _, fh, _ in sources:
+            fh.close()
+    return WrittenOva(target, manifest, digests, size)
+
+
+def _copy_hashing(src, fd: int, size: int, hasher, pipe: HashPipeline,
+                  progress: ByteProgress, shown: Path) -> None:
+    remaining = size
+    while remaining:
+        buf = pipe.next_buffer()
+        count = src.readinto(buf[:min(len(buf), remaining)])
+        if not count:
+            raise BuildError(f"{shown}: the file became shorter while it was being read "
+                             f"({size - remaining} of {size} bytes); is something writing it?")
+        chunk = buf[:count]
+        pipe.feed(0, hasher, chunk)
+        _write_all(fd, chunk)
+        remaining -= count
+        progress.advance(count)
+    if os.fstat(src.fileno()).st_size != size:
+        raise BuildError(f"{shown}: the file changed size while it was being read; "
+                         "is something writing it?")

@@ -1,0 +1,310 @@
+"""VMDK files: the sparse extent header, the descriptor, and conversion to streamOptimized.
+
+A hosted sparse VMDK (monolithicSparse, streamOptimized) starts with a
+512-byte header (magic ``KDMV``) and carries its text descriptor inside; a
+flat or split disk is a small text descriptor naming separate extent files.
+We read only what the OVF needs: the disk type (``createType``), the
+capacity and, for streamOptimized disks, how much of it is populated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from ..errors import BuildError, InputError
+
+SECTOR = 512
+MAGIC = b"KDMV"
+STREAM_OPTIMIZED = "streamOptimized"
+#: The OVF ``ovf:format`` of a streamOptimized disk.
+STREAM_OPTIMIZED_FORMAT = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+#: A header's gdOffset when the grain directory's place is in the footer.
+GD_AT_END = 0xFFFFFFFFFFFFFFFF
+FLAG_ZERO_GRAIN_GTE = 1 << 2
+FLAG_COMPRESSED = 1 << 16
+FLAG_MARKERS = 1 << 17
+COMPRESSION_DEFLATE = 1
+MARKER_FOOTER = 3
+#: Descriptors are a few hundred bytes; refuse to read absurd ones.
+MAX_DESCRIPTOR = 1 << 20
+
+_HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
+_DESCRIPTOR_START = b"# Disk DescriptorFile"
+_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$')
+_KEY_VALUE = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?(.*?)"?\s*$')
+
+
+@dataclass(frozen=True)
+class SparseHeader:
+    """The fields of a hosted sparse extent header we use (offsets in sectors)."""
+
+    version: int
+    flags: int
+    capacity: int
+    grain_size: int
+    descriptor_offset: int
+    descriptor_size: int
+    gtes_per_gt: int
+    gd_offset: int
+    overhead: int
+    compress_algorithm: int
+
+    @classmethod
+    def parse(cls, data: bytes) -> SparseHeader | None:
+        """The header in the first bytes of ``data``, or None when it is not one."""
+        if len(data) < _HEADER.size or data[:4] != MAGIC:
+            return None
+        (_, version, flags, capacity, grain, desc_off, desc_size, gtes, _rgd, gd, overhead,
+         _unclean, _chars, compress) = _HEADER.unpack_from(data)
+        return cls(version, flags, capacity, grain, desc_off, desc_size, gtes, gd, overhead,
+                   compress)
+
+    @property
+    def stream_layout(self) -> bool:
+        """Compressed grains with markers, as streamOptimized requires."""
+        return bool(self.flags & FLAG_COMPRESSED and self.flags & FLAG_MARKERS)
+
+
+@dataclass(frozen=True)
+class Extent:
+    """One extent line of a descriptor: ``RW 41943040 SPARSE "disk.vmdk"``."""
+
+    access: str
+    sectors: int
+    kind: str
+    file_name: str
+
+
+@dataclass(frozen=True)
+class VmdkInfo:
+    """What a VMDK says about itself."""
+
+    path: Path
+    create_type: str
+    capacity: int
+    """Virtual disk size in bytes."""
+    size: int
+    """Size of this file in bytes."""
+    extents: tuple[Extent, ...]
+    header: SparseHeader | None
+    ddb: dict[str, str]
+
+    @property
+    def stream_optimized(self) -> bool:
+        return (self.create_type == STREAM_OPTIMIZED and self.header is not None
+                and self.header.stream_layout)
+
+    def extent_paths(self) -> list[Path]:
+        """The separate files this descriptor names (none for a monolithic disk)."""
+        return [self.path.parent / e.file_name for e in self.extents
+                if e.file_name and e.file_name != self.path.name]
+
+
+def parse_descriptor(text: str) -> tuple[dict[str, str], list[Extent]]:
+    """Key/value fields (``createType``, ``ddb.*``...) and extent lines of a descriptor."""
+    fields: dict[str, str] = {}
+    extents: list[Extent] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _EXTENT.match(line)
+        if match:
+            access, sectors, kind, name, _ = match.groups()
+            extents.append(Extent(access, int(sectors), kind, name or ""))
+            continue
+        match = _KEY_VALUE.match(line)
+        if match:
+            fields[match.group(1)] = match.group(2)
+    return fields, extents
+
+
+def _read_exact(fh: BinaryIO, offset: int, size: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(size)
+
+
+def read_vmdk_at(fh: BinaryIO, offset: int, size: int, path: Path, shown: str) -> VmdkInfo:
+    """Read the VMDK stored at ``offset`` (``size`` bytes) of an open file.
+
+    Used for plain files (offset 0) and for disks inside an OVA (a tar member's
+    data offset). Raises InputError naming ``shown`` when it is not a VMDK.
+    """
+    head = _read_exact(fh, offset, SECTOR)
+    header = SparseHeader.parse(head)
+    if header is not None:
+        if header.descriptor_offset == 0 or header.descriptor_size == 0:
+            raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
+                             "split disk); give the disk's descriptor file instead")
+        length = header.descriptor_size * SECTOR
+        if length > MAX_DESCRIPTOR or (header.descriptor_offset * SECTOR + length > size):
+            raise InputError(f"{shown}: the VMDK header's descriptor location is out of range; "
+                             "the file is damaged")
+        raw = _read_exact(fh, offset + header.descriptor_offset * SECTOR, length)
+        text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+        fields, extents = parse_descriptor(text)
+        capacity = header.capacity * SECTOR
+    elif head.startswith(_DESCRIPTOR_START) and size <= MAX_DESCRIPTOR:
+        text = _read_exact(fh, offset, size).decode("utf-8", errors="replace")
+        fields, extents = parse_descriptor(text)
+        capacity = sum(e.sectors for e in extents) * SECTOR
+    else:
+        raise InputError(f"{shown}: not a VMDK (no sparse header and no disk descriptor)")
+    create_type = fields.get("createType", "")
+    if not create_type:
+        raise InputError(f"{shown}: the VMDK descriptor has no createType")
+    ddb = {k: v for k, v in fields.items() if k.startswith("ddb.")}
+    return VmdkInfo(path, create_type, capacity, size, tuple(extents), header, ddb)
+
+
+def read_vmdk(path: Path) -> VmdkInfo:
+    """Read the VMDK at ``path``; InputError when it is missing or not a VMDK."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return read_vmdk_at(fh, 0, os.fstat(fh.fileno()).st_size, path, str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such VMDK file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a VMDK file") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot read it (permission denied)") from None
+
+
+def is_disk_extent_only(path: Path) -> bool:
+    """True for a file that is only data of a disk described elsewhere: a raw
+    ``-flat.vmdk`` extent or a sparse extent without a descriptor (``-s001.vmdk``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(SECTOR)
+    header = SparseHeader.parse(head)
+    if header is not None:
+        return header.descriptor_offset == 0 or header.descriptor_size == 0
+    return not head.startswith(_DESCRIPTOR_START)
+
+
+def populated_size(fh: BinaryIO, offset: int, size: int, header: SparseHeader) -> int:
+    """Bytes of the disk that hold data: allocated grains times the grain size.
+
+    The grain directory is where the header says, or (``GD_AT_END``, as
+    VMware writes streams) where the footer near the end of the file says.
+    When neither can be read, the grain markers are counted instead.
+    """
+    grain_bytes = header.grain_size * SECTOR
+    gd_offset = header.gd_offset
+    if gd_offset == GD_AT_END and size >= 3 * SECTOR:
+        footer = SparseHeader.parse(_read_exact(fh, offset + size - 2 * SECTOR, SECTOR))
+        gd_offset = footer.gd_offset if footer else GD_AT_END
+    grains = None
+    if gd_offset not in (0, GD_AT_END) and header.gtes_per_gt and header.grain_size:
+        grains = _count_grains_from_tables(fh, offset, size, header, gd_offset)
+    if grains is None:
+        grains = _count_grain_markers(fh, offset, size, header)
+    return min(grains * grain_bytes, header.capacity * SECTOR)
+
+
+def _count_grains_from_tables(fh: BinaryIO, offset: int, size: int, header: SparseHeader,
+                              gd_offset: int) -> int | None:
+    grains_total = -(-header.capacity // header.grain_size)
+    tables = -(-grains_total // header.gtes_per_gt)
+    gd_bytes = tables * 4
+    if gd_offset * SECTOR + gd_bytes > size:
+        return None
+    gd = struct.unpack(f"<{tables}I", _read_exact(fh, offset + gd_offset * SECTOR, gd_bytes))
+    skip = {0, 1} if header.flags & FLAG_ZERO_GRAIN_GTE else {0}
+    count = 0
+    gt_bytes = header.gtes_per_gt * 4
+    for gt_offset in gd:
+        if gt_offset == 0:
+            continue
+        if gt_offset * SECTOR + gt_bytes > size:
+            return None
+        table = struct.unpack(f"<{header.gtes_per_gt}I",
+                              _read_exact(fh, offset + gt_offset * SECTOR, gt_bytes))
+        count += sum(1 for entry in table if entry not in skip)
+    return count
+
+
+def _count_grain_markers(fh: BinaryIO, offset: int, size: int, header: SparseHeader) -> int:
+    """Walk a stream's markers: a grain marker is (lba, compressed size) then data;
+    a metadata marker has size 0 and its type, then ``lba`` sectors of metadata."""
+    pos = max(header.overhead, header.descriptor_offset + header.descriptor_size, 1) * SECTOR
+    count = 0
+    while pos + 16 <= size:
+        lba, length, kind = struct.unpack("<QII", _read_exact(fh, offset + pos, 16))
+        if length:
+            count += 1
+            pos += -(-(12 + length) // SECTOR) * SECTOR
+        elif kind == 0 and lba == 0:
+            break
+        else:
+            pos += SECTOR + lba * SECTOR
+    return count
+
+
+@dataclass(frozen=True)
+class Converter:
+    """A tool that writes a streamOptimized copy of a VMDK."""
+
+    name: str
+    path: str
+
+    def argv(self, source: Path, target: Path, adapter_type: str = "lsilogic") -> list[str]:
+        if self.name == "vmware-vdiskmanager":
+            return [self.path, "-r", str(source), "-t", "5", str(target)]
+        return [self.path, "convert", "-f", "vmdk", "-O", "vmdk", "-o",
+                f"subformat={STREAM_OPTIMIZED},adapter_type={adapter_type}",
+                str(source), str(target)]
+
+
+CONVERTERS = ("vmware-vdiskmanager", "qemu-img")
+MISSING_CONVERTER = ("no VMDK converter found: install qemu-img (apt-get install qemu-utils, "
+                     "dnf install qemu-img, brew install qemu) or VMware's vmware-vdiskmanager, "
+                     "and put it on PATH")
+
+
+def find_converter() -> Converter | None:
+    """vmware-vdiskmanager when installed (VMware's own writer), else qemu-img."""
+    for name in CONVERTERS:
+        path = shutil.which(name)
+        if path:
+            return Converter(name, path)
+    return None
+
+
+def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Converter,
+                                log: Callable[[str], None] = lambda _: None) -> VmdkInfo:
+    """Write a streamOptimized copy of ``source`` at ``target`` and read it back.
+
+    The caller owns ``target`` (a temporary name; removed here when the tool
+    fails). Raises BuildError with the tool's output when it fails or writes
+    something that is not streamOptimized.
+    """
+    argv = converter.argv(source.path, target)
+    log(f"converting {source.path.name} ({source.create_type}) to {STREAM_OPTIMIZED} "
+        f"with {converter.name}")
+    try:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    if result.returncode != 0:
+        target.unlink(missing_ok=True)
+        tail = "\n".join(result.stdout.strip().splitlines()[-20:])
+        raise BuildError(f"{converter.name} failed (exit code {result.returncode}) converting "
+                         f"{source.path} to {STREAM_OPTIMIZED}:\n{tail}")
+    info = read_vmdk(target)
+    if not info.stream_optimized:
+        raise BuildError(f"{converter.name} wrote {info.create_type!r}, not {STREAM_OPTIMIZED}, "
+                         f"from {source.path}")
+    if info.capacity != source.capacity:
+        raise BuildError(f"{converter.name} changed the capacity of {source.path} from "
+                         f"{source.capacity} to {info.capacity} bytes")
+    return info

@@ -1,0 +1,107 @@
+"""Build steps that act on vCenter: before Packer (replace, prepare) and after (verify, clean up)."""
+
+from __future__ import annotations
+
+from pyVmomi import vim
+
+from ..errors import BuildError
+from ..plan import BuildPlan
+from ..steps import BuildState
+from ..validation import is_true
+from .driver import Driver
+from .preflight import BASE_SNAPSHOT
+from .session import Session, VSphereSettings
+
+BASE_HASH_KEY = "guestinfo.imagebuilder.inputs_hash"
+
+
+def _placement(driver: Driver, settings: VSphereSettings, dc: vim.Datacenter):
+    compute = driver.cluster(dc, settings.cluster) if settings.cluster \
+        else driver.host(dc, settings.host)
+    host = compute if isinstance(compute, vim.HostSystem) else None
+    return driver.resource_pool(compute, settings.resource_pool), host
+
+
+def prepare_template(driver: Driver, settings: VSphereSettings, dc: vim.Datacenter,
+                     template: vim.VirtualMachine, report=lambda text: None) -> None:
+    """Give a template the snapshot linked clones need: VM, snapshot, template again."""
+    pool, host = _placement(driver, settings, dc)
+    name = template.name
+    report(f"vsphere: preparing template {name} for linked clones")
+    driver.mark_as_vm(template, pool, host)
+    try:
+        driver.create_snapshot(template, BASE_SNAPSHOT, "made by imagebuilder for linked clones")
+    finally:
+        driver.mark_as_template(template)
+
+
+class VSphereStep:
+    """Before Packer: replace an existing VM (--force), prepare the clone source
+    (--prepare-template). Cleanup: a failed or interrupted build leaves no VM."""
+
+    name = "vsphere"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        settings = VSphereSettings.from_vars(plan.merged.values)
+        vm_name = plan.merged.get("vm_name")
+        with Session(settings) as si:
+            driver = Driver(si)
+            dc = driver.datacenter(settings.datacenter)
+            existing = driver.find_vm(dc, vm_name)
+            if existing is not None and plan.options.force:
+                state.report(f"vsphere: replacing the existing {vm_name}")
+                driver.destroy(existing)
+            if plan.target.hypervisor.name == "vsphere-clone" and \
+                    is_true(plan.merged.get("linked_clone")) and plan.options.prepare_template:
+                source = driver.vm(dc, settings.template)
+                if not driver.snapshots(source):
+                    prepare_template(driver, settings, dc, source, state.report)
+        state.data["vsphere_vm"] = vm_name
+
+    def cleanup(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        vm_name = state.data.get("vsphere_vm")
+        if not (state.failed and vm_name):
+            return
+        if plan.options.keep_on_failure or plan.knobs.on_error_ask:
+            state.report(f"vsphere: keeping {vm_name} for inspection")
+            return
+        settings = VSphereSettings.from_vars(plan.merged.values)
+        try:
+            with Session(settings) as si:
+                driver = Driver(si)
+                vm = driver.find_vm(driver.datacenter(settings.datacenter), vm_name)
+                if vm is not None:
+                    state.report(f"vsphere: removing {vm_name} left by the failed build")
+                    driver.destroy(vm)
+        except Exception as exc:
+            raise BuildError(f"could not remove VM {vm_name} from {settings.server}: {exc}; "
+                             "delete it by hand") from None
+
+
+class VerifyBaseStep:
+    """After a vSphere base build: the template exists, carries its input hash,
+    and has a snapshot when create_snapshot asked for one."""
+
+    name = "verify-base"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        settings = VSphereSettings.from_vars(plan.merged.values)
+        vm_name = plan.merged.get("vm_name")
+        with Session(settings) as si:
+            driver = Driver(si)
+            vm = driver.find_vm(driver.datacenter(settings.datacenter), vm_name)
+            if vm is None or not driver.is_template(vm):
+                raise BuildError(f"the base build finished but left no template {vm_name!r}")
+            if is_true(plan.merged.get("create_snapshot")) and not driver.snapshots(vm):
+                raise BuildError(f"base template {vm_name!r} has no snapshot although "
+                                 "create_snapshot is true; linked clones need one")
+            recorded = driver.extra_config(vm).get(BASE_HASH_KEY)
+            if recorded != plan.merged.get("base_inputs_hash"):
+                raise BuildError(f"base template {vm_name!r} does not carry its input hash "
+                                 f"({BASE_HASH_KEY}={recorded!r})")
+
+    def cleanup(self, state: BuildState) -> None:
+        pass
