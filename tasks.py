@@ -20,6 +20,7 @@ from imagebuilder import api, deps, simulation
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
+from imagebuilder.plan import OPTION_HELP, BuildOptions
 from imagebuilder.progress import LineProgress, default_progress
 
 RUN_HELP = {
@@ -27,7 +28,9 @@ RUN_HELP = {
     "jobs": "run up to N builds at once (0: no limit); default: -j / INVOKE_BUILD_JOBS / 1",
     "fail-fast": "stop the other builds as soon as one fails",
     "stream": "echo Packer's output, each line prefixed with its target",
+    **OPTION_HELP,
 }
+OPTION_FLAGS = tuple(OPTION_HELP)
 
 
 def _user_facing(body):
@@ -53,10 +56,11 @@ def _jobs(c, jobs) -> int:
 
 
 def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
-         fail_fast=False, stream=False) -> None:
+         fail_fast=False, stream=False, **options) -> None:
     progress = LineProgress() if stream else default_progress()
     report = api.run(targets, action, jobs=_jobs(c, jobs), fail_fast=fail_fast,
-                     dry_run=dry_run, progress=progress, stream=stream)
+                     dry_run=dry_run, progress=progress, stream=stream,
+                     options=BuildOptions(**options))
     if report.exit_code:
         raise Exit(code=report.exit_code)
 
@@ -76,22 +80,33 @@ def target_task(target: Target, action: str) -> Task:
         return _make(target.task_name(action),
                      f"Remove the output, work files and logs of {target.name}.", body)
 
-    def body(c, dry_run=False, stream=False):
-        _run(c, [target], action, dry_run=dry_run, stream=stream)
-    verb = "Build" if action == "build" else "Run packer validate for"
-    return _make(target.task_name(action), f"{verb} {target.os_name}: {hv.summary}.", body,
-                 {k: RUN_HELP[k] for k in ("dry-run", "stream")})
+    if action == "validate":
+        def body(c, dry_run=False, stream=False):
+            _run(c, [target], action, dry_run=dry_run, stream=stream)
+        return _make(target.task_name(action), f"Run packer validate for {target.os_name}: "
+                     f"{hv.summary}.", body, {k: RUN_HELP[k] for k in ("dry-run", "stream")})
+
+    def body(c, dry_run=False, stream=False, force=False, prepare_template=False,
+             keep_on_failure=False, no_deps=False):
+        _run(c, [target], action, dry_run=dry_run, stream=stream, force=force,
+             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
+    return _make(target.task_name(action), f"Build {target.os_name}: {hv.summary}.", body,
+                 {k: RUN_HELP[k] for k in ("dry-run", "stream", *OPTION_FLAGS)})
 
 
 def hypervisor_all_task(hv_name: str) -> Task:
-    def body(c, dry_run=False, jobs=None, fail_fast=False, stream=False):
-        _run(c, api.targets_of(hv_name), "build", dry_run, jobs, fail_fast, stream)
+    def body(c, dry_run=False, jobs=None, fail_fast=False, stream=False, force=False,
+             prepare_template=False, keep_on_failure=False, no_deps=False):
+        _run(c, api.targets_of(hv_name), "build", dry_run, jobs, fail_fast, stream, force=force,
+             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
     return _make(f"build-node-ova-{hv_name}-all",
                  f"Build every OS with {hv_name}: {HYPERVISORS[hv_name].summary}.", body, RUN_HELP)
 
 
-def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, stream=False):
-    _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream)
+def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, stream=False,
+              force=False, prepare_template=False, keep_on_failure=False, no_deps=False):
+    _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream, force=force,
+         prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
 
 
 def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None):

@@ -45,18 +45,23 @@ SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
 
 
+#: The build options as flags, with the help both front ends show.
+OPTION_HELP = {
+    "force": "replace an existing VM or template that has the build's name",
+    "prepare-template": "give a linked clone's source template the snapshot it needs",
+    "keep-on-failure": "leave a failed build's VM in vCenter for inspection",
+    "no-deps": "refuse, instead of building a missing or stale base image first",
+}
+
+
 @dataclass(frozen=True)
 class BuildOptions:
-    """What the user asked of a build beyond its configuration."""
+    """What the user asked of a build beyond its configuration (see OPTION_HELP)."""
 
     force: bool = False
-    """Replace an existing VM or template that has the build's vm_name."""
     prepare_template: bool = False
-    """Give a linked clone's source template the snapshot it needs."""
     keep_on_failure: bool = False
-    """Leave a failed build's VM in vCenter for inspection."""
     no_deps: bool = False
-    """Refuse, instead of building a missing base first."""
 
 
 @dataclass
