@@ -36,7 +36,7 @@ SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_
 VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
 
 #: The name Packer's vSphere builders give the snapshot of create_snapshot.
-PACKER_SNAPSHOT = "Created By Packer"
+PACKER_SNAPSHOT = "Created by Packer"
 
 #: Where a value comes from when no var file sets it.
 TEMPLATE_DEFAULTS = "packer/node.json"
@@ -272,9 +272,20 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     # Generated values fill in; they never override what a var file or flag sets.
     generated = {k: v for k, v in generated.items()
                  if not merged.get(k) or (k == "password" and knobs.vsphere_password)}
+    # Packer reads the generated file before PACKER_VAR_FILES and -var flags:
+    # where one of those sets a key, even to "", that value is what Packer uses.
+    later = {_rel(checkout, l.path) for l in user_layers} | {"PACKER_FLAGS -var"}
     for key, value in generated.items():
-        merged.values[key] = value
-        merged.origin[key] = "generated"
+        if merged.origin.get(key) not in later:
+            merged.values[key] = value
+            merged.origin[key] = "generated"
+    for key, hvs in (("template", ("vsphere-clone",)), ("source_path", ("local-vmx",))):
+        if hv.name in hvs and not merged.get(key) and strict:
+            raise InputError(f"{target.task_name(action)}: 1 problem in the configuration; "
+                             "nothing was started", [
+                                 f"{merged.origin.get(key)}: {key}: is empty here, which hides "
+                                 f"the default (the base of {target.os_name}); remove the field "
+                                 "or name a source"])
 
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
@@ -316,9 +327,6 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
             state = "both are set" if cluster else "neither is set"
             problems.append(f"{vfile}: cluster/host: set exactly one of cluster or host "
                             f"({state}: cluster={cluster!r}, host={host!r})")
-        if is_true(merged.get("linked_clone")) and hv.name != "vsphere-clone":
-            problems.append(f"{where('linked_clone', vfile)}: linked_clone: only "
-                            "vsphere-clone builds make linked clones; set it to false")
     # An empty source_path means the local-base VM: a prerequisite (prerequisites.py).
     if hv.name == "local-vmx" and merged.get("source_path") \
             and not Path(merged.get("source_path")).is_file():

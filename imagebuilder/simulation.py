@@ -8,6 +8,7 @@ vCenter, with an inventory of its own and no guests: Packer runs with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 import sys
 import time
@@ -21,7 +22,7 @@ from .knobs import Knobs
 from .layering import read_var_file
 from .files import write_private_json
 from .progress import Progress
-from .vcsim import Simulator, write_vsphere_json
+from .vcsim import Simulator, vsphere_config
 
 #: A VM of the simulator's default inventory, the clone source when none is given.
 MODEL_TEMPLATE = "DC0_C0_RP0_VM0"
@@ -30,16 +31,31 @@ MODEL_TEMPLATE = "DC0_C0_RP0_VM0"
 SIMULATOR_OVERRIDES = {"communicator": "none", "export_ovf": "false"}
 
 
-def simulator_var_files(sim: Simulator, directory: Path, template: str = MODEL_TEMPLATE,
+def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
                         **vsphere: str) -> list[Path]:
     """Write the var files that point builds at ``sim``: its vsphere.json
-    (0600: it holds the password) and the simulator overrides."""
+    (0600: it holds the password) and the simulator overrides.
+
+    An empty ``template`` makes clone builds use the base template of their
+    OS (built first when missing). The simulator has no console to type a
+    boot command into and this machine may not reach the OS mirrors, so base
+    builds boot a small stand-in ISO with no boot command.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    settings = {"template": template, "convert_to_template": "true"}
+    settings = {"template": template, "convert_to_template": "true",
+                "create_snapshot": "true", "linked_clone": "true" if not template else "false"}
     settings.update(vsphere)
-    vsphere_file = write_vsphere_json(sim, directory / "vsphere.json", **settings)
+    config = {k: v for k, v in vsphere_config(sim, **settings).items() if v != ""}
+    vsphere_file = directory / "vsphere.json"
+    write_private_json(vsphere_file, config)  # no empty fields: they would hide defaults
+    iso = directory / "stand-in.iso"
+    if not iso.exists():
+        iso.write_bytes(b"imagebuilder: stand-in install medium for the vCenter simulator\n")
     overrides = directory / "simulator.json"
-    write_private_json(overrides, SIMULATOR_OVERRIDES)
+    write_private_json(overrides, dict(
+        SIMULATOR_OVERRIDES, iso_url=iso.as_uri(), iso_checksum_type="sha256",
+        iso_checksum=hashlib.sha256(iso.read_bytes()).hexdigest(),
+        boot_command_prefix="", boot_command_suffix=""))
     return [vsphere_file, overrides]
 
 

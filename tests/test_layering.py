@@ -168,3 +168,18 @@ def test_export_ovf_false_selects_the_noexport_builder(checkout, vsphere_ok, tmp
         assert f"-only={builder}-noexport" in argv and "-except=ova" in argv
     argv = plan_for(checkout, "node-ova-local-ubuntu-2204", {"PACKER_VAR_FILES": str(off)}).argv()
     assert "-only=vmware-iso" in argv and "-except=ova" not in argv
+
+
+def test_a_later_empty_value_hides_a_generated_default(checkout, vsphere_ok, tmp_path):
+    """Packer's rule: a later var file wins, even with "". Our view must agree."""
+    blank = write_json(tmp_path / "blank.json", {"template": ""})
+    target = parse_target("node-ova-vsphere-clone-ubuntu-2204", checkout.os_names())
+    from imagebuilder.errors import InputError
+    with pytest.raises(InputError) as info:
+        plan_build(checkout, target, Knobs.from_env({"PACKER_VAR_FILES": f"{vsphere_ok} {blank}"}))
+    assert info.value.problems == [f"{blank}: template: is empty here, which hides the default "
+                                   "(the base of ubuntu-2204); remove the field or name a source"]
+    plan = plan_for(checkout, "node-ova-vsphere-clone-ubuntu-2204",
+                    {"PACKER_VAR_FILES": str(vsphere_ok)})
+    assert plan.merged.get("template") == "ubuntu-2204-base"
+    assert plan.merged.origin["template"] == "generated"

@@ -1,0 +1,113 @@
+"""vSphere builds with the real Packer against the simulator: prerequisites, linked
+clones from prepared templates, and no VM left behind by a failed build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from pyVmomi import vim
+from support import BIN, REPO, connect, objects, write_json
+
+from imagebuilder.simulation import simulator_var_files
+from imagebuilder.vcsim import Simulator
+from imagebuilder.vsphere.driver import Driver
+
+pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed")]
+
+
+@pytest.fixture
+def sim(vcsim_binary):
+    with Simulator(binary=vcsim_binary, password="builds-Secret-1",
+                   power_off_after=0.5) as simulator:
+        yield simulator
+
+
+def invoke(*args, env_extra):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def files_for(sim, tmp_path, **vsphere) -> str:
+    return " ".join(map(str, simulator_var_files(sim, tmp_path / "sim", **vsphere)))
+
+
+def vms(sim) -> dict[str, bool]:
+    with connect(sim) as si:
+        found = objects(si, vim.VirtualMachine)
+        props = Driver(si).properties(found.values(), vim.VirtualMachine, ["config.template"])
+        return {name: bool(props.get(vm, {}).get("config.template")) for name, vm in found.items()}
+
+
+def test_clone_builds_its_missing_base_first_then_finds_it_up_to_date(checkout, sim, tmp_path):
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path)}
+    first = invoke("build-node-ova-vsphere-clone-ubuntu-2204", env_extra=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "node-ova-vsphere-base-ubuntu-2204: base is missing; building it first" in first.stdout
+    found = vms(sim)
+    assert found["ubuntu-2204-base"] is True  # the base template, with its snapshot
+    assert found["ubuntu-2204-kube-v1.37.1"] is True  # the linked clone, as a template
+    with connect(sim) as si:
+        driver = Driver(si)
+        base = driver.find_vm(driver.datacenter("DC0"), "ubuntu-2204-base")
+        assert [s.name for s in driver.snapshots(base)] == ["Created by Packer"]
+        extra = driver.extra_config(base)
+    assert extra["guestinfo.imagebuilder.os"] == "ubuntu-2204"
+    assert len(extra["guestinfo.imagebuilder.inputs_hash"]) == 64
+    base_log = checkout.output_dir / "logs" / "build-node-ova-vsphere-base-ubuntu-2204.log"
+    assert "Creating VM..." in base_log.read_text()
+
+    second = invoke("build-node-ova-vsphere-clone-ubuntu-2204", "--force", env_extra=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "node-ova-vsphere-base-ubuntu-2204: base is up to date" in second.stdout
+    assert "build-node-ova-vsphere-base" not in second.stdout.split("TARGET", 1)[1]
+
+
+def test_no_deps_refuses_a_missing_base(checkout, sim, tmp_path):
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path)}
+    result = invoke("build-node-ova-vsphere-clone-photon-5", "--no-deps", env_extra=env)
+    assert result.returncode == 2
+    assert ("build-node-ova-vsphere-clone-photon-5: the base 'photon-5-base' is missing and "
+            "--no-deps forbids building it; run build-node-ova-vsphere-base-photon-5 first"
+            in result.stderr)
+    assert "photon-5-base" not in vms(sim)
+
+
+def test_linked_clone_from_a_template_without_snapshot(checkout, sim, tmp_path):
+    with connect(sim) as si:
+        driver = Driver(si)
+        driver.mark_as_template(driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM0"))
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_C0_RP0_VM0",
+                                         linked_clone="true")}
+    refused = invoke("build-node-ova-vsphere-clone-rockylinux-9", env_extra=env)
+    assert refused.returncode == 2 and "has no snapshot, which a linked clone needs" in refused.stderr
+    result = invoke("build-node-ova-vsphere-clone-rockylinux-9", "--prepare-template",
+                    env_extra=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert vms(sim)["rockylinux-9-kube-v1.37.1"] is True
+    with connect(sim) as si:
+        driver = Driver(si)
+        source = driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM0")
+        assert driver.is_template(source)
+        assert [s.name for s in driver.snapshots(source)] == ["imagebuilder-base"]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_failed_build_leaves_no_vm(checkout, sim, tmp_path, keep):
+    """Packer is told to leave its VM on error (-on-error=abort); our cleanup removes it."""
+    ssh = write_json(tmp_path / "ssh.json", {"communicator": "ssh", "ip_wait_timeout": "2s"})
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0") + f" {ssh}",
+           "PACKER_FLAGS": "-on-error=abort"}
+    args = ["build-node-ova-vsphere-clone-flatcar"] + (["--keep-on-failure"] if keep else [])
+    result = invoke(*args, env_extra=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log").read_text()
+    assert "Timeout waiting for IP" in log
+    assert ("flatcar-kube-v1.37.1" in vms(sim)) is keep
+    summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
+    assert summary["builds"][0]["result"] == "failed"
