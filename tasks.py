@@ -16,9 +16,13 @@ import sys
 
 from invoke import Collection, Exit, Task
 
-from imagebuilder import api, deps, simulation
+import subprocess
+from pathlib import Path
+
+from imagebuilder import api, deps, imagetest, simulation
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
+from imagebuilder.knobs import Knobs
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
 from imagebuilder.plan import OPTION_HELP, BuildOptions
 from imagebuilder.progress import LineProgress, default_progress
@@ -117,8 +121,31 @@ def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None)
 
 
 def vcsim(c, vsphere_json="output/vcsim/vsphere.json"):
-    from pathlib import Path
     simulation.serve(Path(vsphere_json).absolute())
+
+
+def cloudinit_keys(c):
+    print(imagetest.ensure_keys(find_checkout()))
+
+
+def image_cloudinit(c, vm, user_data=None, meta_data=None):
+    imagetest.cloudinit_vm(find_checkout(), Knobs.from_env(), vm,
+                           Path(user_data) if user_data else None,
+                           Path(meta_data) if meta_data else None)
+
+
+def _ssh(argv: list[str]) -> None:
+    code = subprocess.call(argv)
+    if code:
+        raise Exit(code=code)
+
+
+def image_ssh(c, build_dir, user=imagetest.DEFAULT_USER):
+    _ssh(imagetest.local_ssh_argv(find_checkout(), Path(build_dir), user))
+
+
+def image_ssh_vm(c, vm, user=imagetest.DEFAULT_USER):
+    _ssh(imagetest.vm_ssh_argv(find_checkout(), Knobs.from_env(), vm, user))
 
 
 def deps_ova(c):
@@ -152,6 +179,17 @@ def namespace() -> Collection:
     ns.add_task(_make("vcsim", "Run the vCenter simulator in the foreground and write a "
                       "vsphere.json for it.", vcsim,
                       {"vsphere-json": "where to write it (default output/vcsim/vsphere.json)"}))
+    ns.add_task(_make("cloudinit-keys", "Generate cloudinit/id_rsa.capi (0600, git-ignored) "
+                      "if it does not exist.", cloudinit_keys))
+    ns.add_task(_make("image-cloudinit", "Give a vCenter VM cloud-init data: snapshot 'new', "
+                      "guestinfo keys, snapshot 'cloudinit'.", image_cloudinit,
+                      {"vm": "the VM's name", "user-data": "default cloudinit/user-data "
+                       "(with the generated key)", "meta-data": "default cloudinit/meta-data"}))
+    ns.add_task(_make("image-ssh", "ssh into a local build's VM (IP from vmrun).", image_ssh,
+                      {"build-dir": "e.g. output/ubuntu-2204-kube-v1.37.1",
+                       "user": "default capv"}))
+    ns.add_task(_make("image-ssh-vm", "ssh into a vCenter VM (IP from its guest info).",
+                      image_ssh_vm, {"vm": "the VM's name", "user": "default capv"}))
     ns.add_task(_make("help", "List the targets with one-line descriptions (like make help).",
                       help_))
     ns.configure({"build": {"jobs": 1}})

@@ -39,9 +39,9 @@ def vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
 
 @pytest.fixture
 def checkout(tmp_path, monkeypatch) -> Checkout:
-    """A private copy of the checkout's packer/ and ova/ (IB_ROOT points at it)."""
+    """A private copy of the checkout's packer/, ova/ and cloudinit/ (IB_ROOT points at it)."""
     root = tmp_path / "checkout"
-    for part in ("packer", "ova"):
+    for part in ("packer", "ova", "cloudinit"):
         shutil.copytree(REPO / part, root / part)
     for knob in KNOBS:
         monkeypatch.delenv(knob, raising=False)

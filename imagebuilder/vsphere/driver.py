@@ -252,3 +252,12 @@ class Driver:
     def annotation(self, vm: vim.VirtualMachine) -> str:
         props = self.properties([vm], vim.VirtualMachine, ["config.annotation"]).get(vm, {})
         return str(props.get("config.annotation", "") or "")
+
+    def guest_address(self, vm: vim.VirtualMachine) -> str:
+        """The VM's IP address as VMware Tools reports it."""
+        props = self.properties([vm], vim.VirtualMachine, ["guest.ipAddress"]).get(vm, {})
+        address = props.get("guest.ipAddress")
+        if not address:
+            raise BuildError(f"{vm.name} reports no IP address; is it powered on, with "
+                             "VMware Tools (open-vm-tools) running?")
+        return str(address)

@@ -49,6 +49,15 @@ class VSphereSettings:
             resource_pool=get("resource_pool"), datastore=get("datastore"),
             folder=get("folder"), network=get("network"), template=get("template"))
 
+    @classmethod
+    def from_checkout(cls, checkout, knobs) -> "VSphereSettings":
+        """From ``ova/vsphere.json`` and PACKER_VAR_FILES, layered as builds layer them."""
+        from ..layering import merge, read_var_file
+
+        layers = [checkout.ova_dir / "vsphere.json", *knobs.packer_var_files]
+        merged = merge([(str(p), read_var_file(p)) for p in layers], [])
+        return cls.from_vars(merged.values)
+
     @property
     def host_port(self) -> tuple[str, int]:
         host, sep, port = self.server.rpartition(":")
