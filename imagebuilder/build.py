@@ -125,9 +125,12 @@ class PackerStep:
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
+        env = plan.knobs.packer_env()
+        # ISOs are shared between builds; keep them out of the source tree.
+        env.setdefault("PACKER_CACHE_DIR", str(plan.checkout.output_dir / ".packer_cache"))
         proc = PackerProcess(
             plan.argv(find_packer()), plan.log_path, cwd=plan.checkout.root,
-            env=plan.knobs.packer_env(), secrets=plan.secret_values,
+            env=env, secrets=plan.secret_values,
             on_step=lambda s: state.report(f"packer: {s}"), on_line=self.on_line)
         state.data["packer"] = proc
         proc.start()

@@ -61,6 +61,8 @@ def test_clone_builds_its_missing_base_first_then_finds_it_up_to_date(checkout, 
     assert len(extra["guestinfo.imagebuilder.inputs_hash"]) == 64
     base_log = checkout.output_dir / "logs" / "build-node-ova-vsphere-base-ubuntu-2204.log"
     assert "Creating VM..." in base_log.read_text()
+    assert list((checkout.output_dir / ".packer_cache").iterdir())  # the ISO, not in the tree
+    assert not (REPO / "packer_cache").exists()
 
     second = invoke("build-node-ova-vsphere-clone-ubuntu-2204", "--force", env_extra=env)
     assert second.returncode == 0, second.stdout + second.stderr
