@@ -12,18 +12,17 @@ Every task here only translates flags and exit codes; the work is in imagebuilde
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
+from pathlib import Path
 
 from invoke import Collection, Exit, Task
-
-import subprocess
-from pathlib import Path
 
 from imagebuilder import api, deps, imagetest, simulation
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
-from imagebuilder.knobs import Knobs
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
+from imagebuilder.knobs import Knobs
 from imagebuilder.plan import OPTION_HELP, BuildOptions
 from imagebuilder.progress import LineProgress, default_progress
 
@@ -90,12 +89,19 @@ def target_task(target: Target, action: str) -> Task:
         return _make(target.task_name(action), f"Run packer validate for {target.os_name}: "
                      f"{hv.summary}.", body, {k: RUN_HELP[k] for k in ("dry-run", "stream")})
 
+    def batch(c, targets, dry_run=False, stream=False, force=False, prepare_template=False,
+              keep_on_failure=False, no_deps=False):
+        _run(c, targets, action, dry_run=dry_run, stream=stream, force=force,
+             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
+
     def body(c, dry_run=False, stream=False, force=False, prepare_template=False,
              keep_on_failure=False, no_deps=False):
-        _run(c, [target], action, dry_run=dry_run, stream=stream, force=force,
-             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
-    return _make(target.task_name(action), f"Build {target.os_name}: {hv.summary}.", body,
+        batch(c, [target], dry_run, stream, force, prepare_template, keep_on_failure, no_deps)
+    task = _make(target.task_name(action), f"Build {target.os_name}: {hv.summary}.", body,
                  {k: RUN_HELP[k] for k in ("dry-run", "stream", *OPTION_FLAGS)})
+    # Several build targets on one command line run as one batch (see executor.py).
+    task.ib_target, task.ib_batch = target, _user_facing(batch)
+    return task
 
 
 def hypervisor_all_task(hv_name: str) -> Task:

@@ -16,6 +16,8 @@ from invoke import Argument, Program
 
 import imagebuilder
 
+from .executor import BuildExecutor
+
 JOBS_ENV = "INVOKE_BUILD_JOBS"
 UNLIMITED = "0"
 
@@ -83,7 +85,7 @@ class ImageBuilderProgram(Program):
 
 program = ImageBuilderProgram(name="image-builder", binary="image-builder",
                               binary_names=["image-builder", "invoke"],
-                              version=imagebuilder.__version__)
+                              version=imagebuilder.__version__, executor_class=BuildExecutor)
 
 
 def main() -> None:

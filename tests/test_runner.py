@@ -126,3 +126,31 @@ def test_dry_run_prints_and_runs_nothing(checkout, standin, tmp_path):
     assert command.startswith("packer build -var-file=")
     assert command.split()[-2] == f"-var-file={extra}"
     assert events(standin) == []
+
+
+def test_several_named_targets_run_as_one_batch(checkout, standin, rhsm):
+    """As `make -j2 A B C`: the named builds share the -j cap and one summary."""
+    names = ["build-node-ova-local-ubuntu-2204", "build-node-ova-local-flatcar",
+             "build-node-ova-local-photon-5"]
+    result = invoke("-j", "2", *names, env_extra={"STANDIN_SECONDS": "1.5"})
+    assert result.returncode == 0, result.stderr
+    assert max_concurrency(standin) == 2
+    summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
+    assert sorted(b["target"] for b in summary["builds"]) == sorted(names)
+    (standin / "events.log").unlink()
+    # different flags per task: invoke's own one-after-another
+    result = invoke("-j", "2", names[0], "--stream", names[1], env_extra={"STANDIN_SECONDS": "0.6"})
+    assert result.returncode == 0, result.stderr
+    assert max_concurrency(standin) == 1
+
+
+def test_plain_invoke_batches_too(checkout, standin, rhsm):
+    """invoke.yaml names the executor, so invoke's own Program batches as well."""
+    import sys
+    code = "import sys; from invoke.main import program; sys.exit(program.run())"
+    env = dict(os.environ, STANDIN_SECONDS="1.5", INVOKE_BUILD_JOBS="2")
+    result = subprocess.run([sys.executable, "-c", code, "build-node-ova-local-ubuntu-2404",
+                             "build-node-ova-local-rhel-8"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert max_concurrency(standin) == 2
