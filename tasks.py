@@ -154,6 +154,23 @@ def image_ssh_vm(c, vm, user=imagetest.DEFAULT_USER):
     _ssh(imagetest.vm_ssh_argv(find_checkout(), Knobs.from_env(), vm, user))
 
 
+def ova_assemble(c, build_dir, manifest_digest="sha256"):
+    from imagebuilder.ova import AssembleOptions, assemble_from_packer
+    from imagebuilder.ova.progress import TqdmByteProgress
+    result = assemble_from_packer(Path(build_dir),
+                                  AssembleOptions.from_env(manifest_algorithm=manifest_digest),
+                                  TqdmByteProgress(), lambda text: print(text, file=sys.stderr))
+    if result is not None:
+        print(result.summary())
+
+
+def ova_verify(c, ova):
+    from imagebuilder.ova import verify_ova
+    from imagebuilder.ova.progress import TqdmByteProgress
+    result = verify_ova(Path(ova), TqdmByteProgress())
+    print(f"{ova}: ok; sha256 {result.sha256}")
+
+
 def deps_ova(c):
     report = deps.check()
     print(report.text())
@@ -176,6 +193,12 @@ def namespace() -> Collection:
     ns.add_task(_make("build-all", "Build every OS of one hypervisor (default: local).",
                       build_all, dict(RUN_HELP, hypervisor="local (default), local-base, "
                                       "local-vmx, vsphere, vsphere-base or vsphere-clone")))
+    ns.add_task(_make("ova-assemble", "Make the OVA of a Packer build directory (what the "
+                      "build's ova post-processor runs).", ova_assemble,
+                      {"build-dir": "e.g. output/ubuntu-2204-kube-v1.37.1",
+                       "manifest-digest": "sha256 (default), sha1 for old targets, sha512"}))
+    ns.add_task(_make("ova-verify", "Check a finished OVA: member order, manifest digests, "
+                      "descriptor, VMDKs, .sha256.", ova_verify, {"ova": "the .ova file"}))
     ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
                       "say what is missing.", deps_ova))
     ns.add_task(_make("vcsim-build", "Run builds against the embedded vCenter simulator "

@@ -55,6 +55,13 @@ def missing_tools(plans: list[BuildPlan]) -> list[str]:
     if building and not any(shutil.which(t) for t in ISO_TOOLS):
         missing.append("xorriso: not found; Packer builds the install-files CD (cd_files) "
                        "with it: apt-get install xorriso")
+    # vmware builders leave monolithicSparse disks; the OVA needs streamOptimized ones
+    # (vSphere exports are streamOptimized already, and ovftool converts by itself).
+    if any(p.exports and not p.target.hypervisor.vsphere and not p.knobs.ovftool
+           for p in building):
+        from .ova.vmdk import MISSING_CONVERTER, find_converter
+        if find_converter() is None:
+            missing.append(MISSING_CONVERTER)
     if any(p.knobs.ovftool and not p.target.hypervisor.base for p in building) \
             and not shutil.which("ovftool"):
         missing.append("ovftool: not found but IB_OVFTOOL is set; install VMware OVF Tool "

@@ -14,6 +14,8 @@ import sys
 
 from . import api, deps, simulation
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ImageBuilderError
+from .ova import cli as ova_cli
+from .plan import OPTION_HELP, BuildOptions
 from .progress import LineProgress, default_progress
 
 
@@ -44,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                         help="print the packer commands, run nothing")
         sp.add_argument("--stream", action="store_true",
                         help="echo Packer's output, prefixed with the target")
+        if action == "build":
+            for flag, text in OPTION_HELP.items():
+                sp.add_argument(f"--{flag}", action="store_true", help=text)
     sp = sub.add_parser("clean", help="remove targets' output, work files and logs")
     sp.add_argument("targets", nargs="*")
     sp.add_argument("--all", action="store_true")
@@ -51,9 +56,13 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("vcsim-build", help="run builds against the embedded vCenter simulator")
     sp.add_argument("targets", nargs="*", default=["build-node-ova-vsphere-clone-ubuntu-2204"])
     sp.add_argument("-j", "--jobs", type=_jobs, nargs="?", const=0, default=1)
+    sp = sub.add_parser("render", help="write a target's install files and variables, no build")
+    sp.add_argument("target", help="e.g. node-ova-local-ubuntu-2404")
+    sp.add_argument("--output", required=True, help="directory to write into")
     sub.add_parser("list", help="list every target")
     sub.add_parser("help", help="overview of targets and knobs")
     sub.add_parser("deps", help="check Packer, plugins, ansible, ovftool")
+    ova_cli.add_subparser(sub)
     return p
 
 
@@ -67,12 +76,16 @@ def _targets(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "ova":
+        return ova_cli.run(args)
     try:
         if args.command in ("build", "validate"):
             progress = (LineProgress() if args.stream else default_progress())
+            options = BuildOptions(**{f.replace("-", "_"): getattr(args, f.replace("-", "_"))
+                                      for f in OPTION_HELP}) if args.command == "build" else None
             report = api.run(_targets(args), args.command, jobs=args.jobs,
                              fail_fast=args.fail_fast, dry_run=args.dry_run,
-                             progress=progress, stream=args.stream)
+                             progress=progress, stream=args.stream, options=options)
             return report.exit_code
         if args.command == "clean":
             for path in api.clean(_targets(args)):
@@ -82,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             report = simulation.build_against_simulator(api.resolve_targets(args.targets),
                                                         jobs=args.jobs, progress=default_progress())
             return report.exit_code
+        if args.command == "render":
+            from .render_cli import render_target
+            for path in render_target(args.target, args.output):
+                print(path)
+            return 0
         if args.command == "list":
             for target in api.targets_of():
                 for action in ("build", "validate", "clean"):

@@ -149,3 +149,21 @@ def test_missing_packer_reported_before_start(checkout, monkeypatch):
     result = run_cli("build", "node-ova-local-ubuntu-2204")
     assert result.returncode == 2
     assert "packer: not found ('packer-that-does-not-exist' is not on PATH)" in result.stderr
+
+
+def test_missing_vmdk_converter_reported_before_start(checkout, standin, tmp_path):
+    """Local node builds need qemu-img (or vmware-vdiskmanager) for the OVA's disk."""
+    import shutil
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("packer", "ansible-playbook", "xorriso", "python3", "sleep"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    env = {"PATH": str(bin_dir), "STANDIN_DIR": str(standin)}  # everything but a converter
+    result = run_cli("build", "node-ova-local-ubuntu-2204", env_extra=env)
+    assert result.returncode == 2, result.stderr
+    assert "no VMDK converter found: install qemu-img" in result.stderr
+    assert events(standin) == []
+    base = run_cli("build", "node-ova-local-base-ubuntu-2204", "--dry-run", env_extra=env)
+    assert base.returncode == 0  # base builds make no OVA

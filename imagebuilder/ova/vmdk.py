@@ -24,7 +24,8 @@ SECTOR = 512
 MAGIC = b"KDMV"
 STREAM_OPTIMIZED = "streamOptimized"
 #: The OVF ``ovf:format`` of a streamOptimized disk.
-STREAM_OPTIMIZED_FORMAT = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+STREAM_OPTIMIZED_FORMAT = ("http://www.vmware.com/interfaces/specifications/vmdk.html"
+                           "#streamOptimized")
 #: A header's gdOffset when the grain directory's place is in the footer.
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
 FLAG_ZERO_GRAIN_GTE = 1 << 2
@@ -150,6 +151,9 @@ def read_vmdk_at(fh: BinaryIO, offset: int, size: int, path: Path, shown: str) -
         raw = _read_exact(fh, offset + header.descriptor_offset * SECTOR, length)
         text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
         fields, extents = parse_descriptor(text)
+        if "createType" not in fields:
+            raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
+                             "split disk); give the disk's descriptor file instead")
         capacity = header.capacity * SECTOR
     elif head.startswith(_DESCRIPTOR_START) and size <= MAX_DESCRIPTOR:
         text = _read_exact(fh, offset, size).decode("utf-8", errors="replace")
@@ -174,8 +178,8 @@ def read_vmdk(path: Path) -> VmdkInfo:
         raise InputError(f"{path}: no such VMDK file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a VMDK file") from None
-    except PermissionError:
-        raise InputError(f"{path}: cannot read it (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
 def is_disk_extent_only(path: Path) -> bool:
@@ -183,10 +187,14 @@ def is_disk_extent_only(path: Path) -> bool:
     ``-flat.vmdk`` extent or a sparse extent without a descriptor (``-s001.vmdk``)."""
     with open(path, "rb") as fh:
         head = fh.read(SECTOR)
-    header = SparseHeader.parse(head)
-    if header is not None:
-        return header.descriptor_offset == 0 or header.descriptor_size == 0
-    return not head.startswith(_DESCRIPTOR_START)
+        header = SparseHeader.parse(head)
+        if header is None:
+            return not head.startswith(_DESCRIPTOR_START)
+        if header.descriptor_offset == 0 or header.descriptor_size == 0:
+            return True
+        # qemu-img points split extents at an empty descriptor area
+        length = min(header.descriptor_size * SECTOR, MAX_DESCRIPTOR)
+        return b"createType" not in _read_exact(fh, header.descriptor_offset * SECTOR, length)
 
 
 def populated_size(fh: BinaryIO, offset: int, size: int, header: SparseHeader) -> int:

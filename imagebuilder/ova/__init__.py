@@ -1,0 +1,20 @@
+"""Node image OVAs: descriptor, manifest and archive, built and verified.
+
+    from imagebuilder.ova import assemble_from_packer, verify_ova
+    result = assemble_from_packer(Path("output/ubuntu-2204-kube-v1.37.1"))
+    verify_ova(result.ova)
+
+Modules: ``vmdk`` (headers, conversion), ``ovf`` (descriptor), ``manifest``,
+``archive`` (tar layout, single-read writer), ``verify``, ``inputs`` (Packer
+manifest, OS catalog), ``assemble`` (planning and the whole job), ``cli``.
+"""
+
+from __future__ import annotations
+
+from .assemble import (AssembleOptions, AssemblyPlan, AssemblyResult, artifact_names,
+                       assemble, assemble_from_packer, plan_from_packer, plan_from_vmdks)
+from .verify import VerifiedOva, verify_ova
+
+__all__ = ["AssembleOptions", "AssemblyPlan", "AssemblyResult", "VerifiedOva", "artifact_names",
+           "assemble", "assemble_from_packer", "plan_from_packer", "plan_from_vmdks",
+           "verify_ova"]

@@ -1,0 +1,353 @@
+"""The OVF descriptor: built as an XML tree (every value escaped), and read back.
+
+The document is laid out as ovftool writes it: the OVF namespace is the
+default one (unprefixed elements) and attributes carry the ``ovf:`` prefix.
+ElementTree cannot pair a default namespace with a prefix for the same URI,
+so the tree uses prefixed names as plain tag names and declares every
+namespace on the root; the text it writes is ordinary namespaced XML, which
+``parse_ovf`` (and any OVF consumer) reads with a namespace-aware parser.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from ..errors import BuildError, InputError
+from .vmdk import STREAM_OPTIMIZED_FORMAT
+
+OVF = "http://schemas.dmtf.org/ovf/envelope/1"
+CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
+RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
+VMW = "http://www.vmware.com/schema/ovf"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+NAMESPACES = {"xmlns": OVF, "xmlns:cim": CIM, "xmlns:ovf": OVF, "xmlns:rasd": RASD,
+              "xmlns:vmw": VMW, "xmlns:vssd": VSSD, "xmlns:xsi": XSI}
+
+#: The one logical network of a node image; deployments map it to theirs.
+NETWORK_NAME = "nic0"
+
+#: Build setting -> rasd:ResourceSubType of the SCSI controller.
+CONTROLLERS = {"pvscsi": "VirtualSCSI", "lsilogic": "lsilogic",
+               "lsilogic-sas": "lsilogicsas", "scsi": "lsilogic"}
+#: Build setting -> rasd:ResourceSubType of the network card.
+NETWORK_CARDS = {"vmxnet3": "VmxNet3", "e1000": "E1000", "e1000e": "E1000e"}
+FIRMWARES = ("bios", "efi")
+#: Unit numbers a SCSI controller offers its disks (7 is the controller itself).
+SCSI_UNITS = tuple(n for n in range(16) if n != 7)
+
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclass(frozen=True)
+class OvfDisk:
+    """A disk file of the package and the virtual disk it holds."""
+
+    file_name: str
+    file_size: int
+    capacity: int
+    populated_size: int | None = None
+
+
+@dataclass(frozen=True)
+class VirtualHardware:
+    """The VM's hardware as the build made it."""
+
+    vmx_version: int
+    cpus: int
+    memory_mb: int
+    disk_controller: str = "pvscsi"
+    network_card: str = "vmxnet3"
+    firmware: str = "bios"
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    """What the descriptor says about a node image, apart from its disks."""
+
+    name: str
+    os_display_name: str
+    kubernetes_semver: str
+    ovf_os_id: int
+    os_type: str
+    hardware: VirtualHardware
+    properties: tuple[tuple[str, str], ...]
+    eula: str
+    os_version: str = ""
+
+    @property
+    def annotation(self) -> str:
+        return (f"Cluster API vSphere image - {self.os_display_name} and "
+                f"Kubernetes {self.kubernetes_semver}")
+
+    @property
+    def product(self) -> str:
+        return f"{self.os_display_name} and Kubernetes {self.kubernetes_semver}"
+
+    @property
+    def version(self) -> str:
+        """The Kubernetes typed version: ``kube-v1.37.1``."""
+        return f"kube-{self.kubernetes_semver}"
+
+
+def hardware_problems(hw: VirtualHardware) -> list[str]:
+    """What a descriptor cannot express about ``hw``, one line each."""
+    problems = []
+    if hw.disk_controller not in CONTROLLERS:
+        problems.append(f"disk_controller_type: {hw.disk_controller!r} cannot be described in "
+                        f"the OVA; use one of {', '.join(CONTROLLERS)}")
+    if hw.network_card not in NETWORK_CARDS:
+        problems.append(f"network_card: {hw.network_card!r} cannot be described in the OVA; "
+                        f"use one of {', '.join(NETWORK_CARDS)}")
+    if hw.firmware not in FIRMWARES:
+        problems.append(f"firmware: {hw.firmware!r} is neither bios nor efi")
+    for what, value in (("vmx_version", hw.vmx_version), ("cpu", hw.cpus),
+                        ("memory", hw.memory_mb)):
+        if value <= 0:
+            problems.append(f"{what}: {value} is not a positive number")
+    return problems
+
+
+def xml_text_problem(value: str, where: str) -> str | None:
+    """Why ``value`` cannot appear in an XML document, or None."""
+    bad = _XML_ILLEGAL.search(value)
+    if bad:
+        return (f"{where}: contains the character U+{ord(bad.group()):04X}, which XML "
+                "cannot carry; remove it")
+    return None
+
+
+class _Builder:
+    """Element helpers that refuse values XML cannot carry."""
+
+    def el(self, parent: ET.Element | None, tag: str, text: object = None,
+           **attrs: object) -> ET.Element:
+        clean = {k.replace("__", ":"): self._value(v, f"{tag} {k}") for k, v in attrs.items()
+                 if v is not None}
+        node = ET.Element(tag, clean) if parent is None else ET.SubElement(parent, tag, clean)
+        if text is not None:
+            node.text = self._value(text, tag)
+        return node
+
+    def _value(self, value: object, where: str) -> str:
+        text = str(value)
+        problem = xml_text_problem(text, where)
+        if problem:
+            raise InputError(problem)
+        return text
+
+    def item(self, parent: ET.Element, rasd: dict[str, object], required: bool = True,
+             config: dict[str, str] | None = None) -> ET.Element:
+        attrs = {} if required else {"ovf__required": "false"}
+        node = self.el(parent, "Item", **attrs)
+        # The CIM schema orders rasd elements alphabetically; vCenter insists.
+        for name in sorted(rasd):
+            self.el(node, f"rasd:{name}", rasd[name])
+        for key, value in (config or {}).items():
+            self.el(node, "vmw:Config", ovf__required="false", vmw__key=key, vmw__value=value)
+        return node
+
+
+def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
+    """The OVF descriptor (UTF-8 XML) of a node image with ``disks`` (first = boot disk).
+
+    Raises InputError for hardware the descriptor cannot express, more disks
+    than one controller holds, or text XML cannot carry.
+    """
+    problems = hardware_problems(image.hardware)
+    if not disks:
+        problems.append("no disk: an OVA needs at least one VMDK")
+    if len(disks) > len(SCSI_UNITS):
+        problems.append(f"{len(disks)} disks: one SCSI controller holds {len(SCSI_UNITS)}")
+    if problems:
+        raise InputError(f"{image.name}: cannot describe this image in an OVF", problems)
+    b = _Builder()
+    hw = image.hardware
+    root = b.el(None, "Envelope", **{k.replace(":", "__"): v for k, v in NAMESPACES.items()})
+
+    refs = b.el(root, "References")
+    for i, disk in enumerate(disks, 1):
+        b.el(refs, "File", ovf__href=disk.file_name, ovf__id=f"file{i}", ovf__size=disk.file_size)
+
+    section = b.el(root, "DiskSection")
+    b.el(section, "Info", "Virtual disk information")
+    for i, disk in enumerate(disks, 1):
+        b.el(section, "Disk", ovf__capacity=disk.capacity, ovf__capacityAllocationUnits="byte",
+             ovf__diskId=f"vmdisk{i}", ovf__fileRef=f"file{i}",
+             ovf__format=STREAM_OPTIMIZED_FORMAT, ovf__populatedSize=disk.populated_size)
+
+    section = b.el(root, "NetworkSection")
+    b.el(section, "Info", "The list of logical networks")
+    net = b.el(section, "Network", ovf__name=NETWORK_NAME)
+    b.el(net, "Description", "The network of the node")
+
+    system = b.el(root, "VirtualSystem", ovf__id=image.name)
+    b.el(system, "Info", "A Kubernetes node virtual machine")
+    b.el(system, "Name", image.name)
+
+    section = b.el(system, "AnnotationSection")
+    b.el(section, "Info", "A human-readable annotation")
+    b.el(section, "Annotation", image.annotation)
+
+    section = b.el(system, "OperatingSystemSection", ovf__id=image.ovf_os_id,
+                   ovf__version=image.os_version or None, vmw__osType=image.os_type)
+    b.el(section, "Info", "The operating system installed")
+    b.el(section, "Description", image.os_display_name)
+
+    section = b.el(system, "VirtualHardwareSection")
+    b.el(section, "Info", "Virtual hardware requirements")
+    sys_el = b.el(section, "System")
+    b.el(sys_el, "vssd:ElementName", "Virtual Hardware Family")
+    b.el(sys_el, "vssd:InstanceID", 0)
+    b.el(sys_el, "vssd:VirtualSystemIdentifier", image.name)
+    b.el(sys_el, "vssd:VirtualSystemType", f"vmx-{hw.vmx_version:02d}")
+    b.item(section, {"AllocationUnits": "hertz * 10^6", "Description": "Number of Virtual CPUs",
+                     "ElementName": f"{hw.cpus} virtual CPU(s)", "InstanceID": 1,
+                     "ResourceType": 3, "VirtualQuantity": hw.cpus})
+    b.item(section, {"AllocationUnits": "byte * 2^20", "Description": "Memory Size",
+                     "ElementName": f"{hw.memory_mb}MB of memory", "InstanceID": 2,
+                     "ResourceType": 4, "VirtualQuantity": hw.memory_mb})
+    controller_id = 3
+    b.item(section, {"Address": 0, "Description": "SCSI Controller",
+                     "ElementName": "SCSI controller 0", "InstanceID": controller_id,
+                     "ResourceSubType": CONTROLLERS[hw.disk_controller], "ResourceType": 6})
+    instance = controller_id
+    for i, _disk in enumerate(disks):
+        instance += 1
+        b.item(section, {"AddressOnParent": SCSI_UNITS[i], "ElementName": f"Hard disk {i + 1}",
+                         "HostResource": f"ovf:/disk/vmdisk{i + 1}", "InstanceID": instance,
+                         "Parent": controller_id, "ResourceType": 17})
+    instance += 1
+    b.item(section, {"AddressOnParent": 0, "AutomaticAllocation": "true",
+                     "Connection": NETWORK_NAME,
+                     "Description": f"{NETWORK_CARDS[hw.network_card]} ethernet adapter",
+                     "ElementName": "Network adapter 1", "InstanceID": instance,
+                     "ResourceSubType": NETWORK_CARDS[hw.network_card], "ResourceType": 10},
+           config={"wakeOnLanEnabled": "false", "connectable.allowGuestControl": "true"})
+    instance += 1
+    b.item(section, {"AutomaticAllocation": "false", "ElementName": "Video card",
+                     "InstanceID": instance, "ResourceType": 24}, required=False,
+           config={"useAutoDetect": "false", "videoRamSizeInKB": "4096"})
+    b.el(section, "vmw:Config", ovf__required="false", vmw__key="firmware",
+         vmw__value=hw.firmware)
+    if hw.firmware == "efi":
+        b.el(section, "vmw:Config", ovf__required="false",
+             vmw__key="bootOptions.efiSecureBootEnabled", vmw__value="false")
+
+    section = b.el(system, "EulaSection")
+    b.el(section, "Info", "An end-user license agreement")
+    b.el(section, "License", image.eula.replace("\r\n", "\n").strip() + "\n")
+
+    section = b.el(system, "ProductSection")
+    b.el(section, "Info", "Information about the installed software")
+    b.el(section, "Product", image.product)
+    b.el(section, "Version", image.version)
+    b.el(section, "FullVersion", image.version)
+    for key, value in image.properties:
+        b.el(section, "Property", ovf__key=key, ovf__type="string",
+             ovf__userConfigurable="false", ovf__value=value)
+
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class OvfFile:
+    id: str
+    href: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class OvfDiskEntry:
+    disk_id: str
+    file_ref: str
+    capacity: int | None
+    format: str
+
+
+@dataclass
+class ParsedOvf:
+    """What we check and use of a descriptor read back from an OVA."""
+
+    files: list[OvfFile] = field(default_factory=list)
+    disks: list[OvfDiskEntry] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    name: str | None = None
+    os_id: int | None = None
+    os_type: str | None = None
+    vmx: str | None = None
+    firmware: str | None = None
+    annotation: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _q(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+_UNITS = re.compile(r"^byte(?:\s*\*\s*(\d+)\s*\^\s*(\d+))?$")
+
+
+def _capacity(disk: ET.Element, problems: list[str]) -> int | None:
+    raw = disk.get(_q(OVF, "capacity"), "")
+    units = disk.get(_q(OVF, "capacityAllocationUnits"), "byte").strip()
+    match = _UNITS.match(units)
+    if not raw.isdigit() or not match:
+        problems.append(f"Disk {disk.get(_q(OVF, 'diskId'))}: capacity {raw!r} in units "
+                        f"{units!r} is not a byte count")
+        return None
+    base, power = match.groups()
+    return int(raw) * (int(base) ** int(power) if base else 1)
+
+
+def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
+    """Read a descriptor; BuildError when it is not XML or not an OVF envelope.
+
+    Problems with individual parts (a size that is not a number...) are
+    collected in ``problems`` rather than raised.
+    """
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise BuildError(f"{shown}: the OVF descriptor is not well-formed XML ({exc})") from None
+    if root.tag != _q(OVF, "Envelope"):
+        raise BuildError(f"{shown}: the root element is {root.tag}, not an OVF 1.x Envelope")
+    out = ParsedOvf()
+    for f in root.iterfind(f"{_q(OVF, 'References')}/{_q(OVF, 'File')}"):
+        size = f.get(_q(OVF, "size"))
+        if size is not None and not size.isdigit():
+            out.problems.append(f"File {f.get(_q(OVF, 'href'))}: size {size!r} is not a number")
+            size = None
+        out.files.append(OvfFile(f.get(_q(OVF, "id"), ""), f.get(_q(OVF, "href"), ""),
+                                 int(size) if size is not None else None))
+    for d in root.iterfind(f"{_q(OVF, 'DiskSection')}/{_q(OVF, 'Disk')}"):
+        out.disks.append(OvfDiskEntry(d.get(_q(OVF, "diskId"), ""), d.get(_q(OVF, "fileRef"), ""),
+                                      _capacity(d, out.problems), d.get(_q(OVF, "format"), "")))
+    out.networks = [n.get(_q(OVF, "name"), "") for n in
+                    root.iterfind(f"{_q(OVF, 'NetworkSection')}/{_q(OVF, 'Network')}")]
+    system = root.find(_q(OVF, "VirtualSystem"))
+    if system is None:
+        out.problems.append("no VirtualSystem element")
+        return out
+    out.name = system.findtext(_q(OVF, "Name"))
+    out.annotation = system.findtext(f"{_q(OVF, 'AnnotationSection')}/{_q(OVF, 'Annotation')}")
+    os_section = system.find(_q(OVF, "OperatingSystemSection"))
+    if os_section is not None:
+        os_id = os_section.get(_q(OVF, "id"), "")
+        out.os_id = int(os_id) if os_id.isdigit() else None
+        out.os_type = os_section.get(_q(VMW, "osType"))
+    hardware = system.find(_q(OVF, "VirtualHardwareSection"))
+    if hardware is not None:
+        out.vmx = hardware.findtext(f"{_q(OVF, 'System')}/{_q(VSSD, 'VirtualSystemType')}")
+        for config in hardware.iterfind(_q(VMW, "Config")):
+            if config.get(_q(VMW, "key")) == "firmware":
+                out.firmware = config.get(_q(VMW, "value"))
+    for product in system.iterfind(_q(OVF, "ProductSection")):
+        for prop in product.iterfind(_q(OVF, "Property")):
+            out.properties[prop.get(_q(OVF, "key"), "")] = prop.get(_q(OVF, "value"), "")
+    return out

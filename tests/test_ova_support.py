@@ -1,0 +1,176 @@
+"""Helpers for the OVA tests: real VMDKs made by qemu-img, Packer build directories,
+stand-ins for the tools that cannot run here (ovftool, vmware-vdiskmanager).
+
+No tests here; the ``test_ova_*`` modules import from it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+MiB = 1 << 20
+DISK = 64 * MiB
+
+CUSTOM_DATA = {
+    "build_name": "ubuntu-2204", "build_timestamp": "1767225600",
+    "build_date": "2026-01-01T00:00:00Z", "ib_version": "0.1.0",
+    "ib_target": "node-ova-local-ubuntu-2204", "os_display_name": "Ubuntu 22.04",
+    "distro_name": "ubuntu", "distro_version": "22.04", "distro_arch": "amd64",
+    "guest_os_type": "ubuntu-64", "vsphere_guest_os_type": "ubuntu64Guest", "ovf_os_id": "94",
+    "firmware": "bios", "vmx_version": "15", "cpu": "2", "memory": "4096",
+    "disk_size": "20480", "disk_controller_type": "pvscsi", "network_card": "vmxnet3",
+    "iso_url": "https://example.invalid/x.iso", "iso_checksum": "0" * 64,
+    "iso_checksum_type": "sha256", "vm_name": "ubuntu-2204-kube-v1.37.1",
+    "kubernetes_semver": "v1.37.1", "kubernetes_source_type": "pkg",
+    "containerd_version": "2.4.1", "kubernetes_cni_semver": "v1.9.1", "build_type": "node",
+}
+
+
+def qemu_img(*args: str) -> None:
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+def make_vmdk(path: Path, subformat: str = "streamOptimized", size: int = DISK,
+              data: list[tuple[int, bytes]] | None = None) -> Path:
+    """A VMDK of ``size`` bytes made by qemu-img from a sparse raw image with
+    ``data`` (offset, bytes) written into it (default: 1 MiB of noise at 5 MiB)."""
+    raw = path.with_suffix(".raw")
+    with open(raw, "wb") as fh:
+        fh.truncate(size)
+        for offset, chunk in data if data is not None else [(5 * MiB, os.urandom(MiB))]:
+            fh.seek(offset)
+            fh.write(chunk)
+    qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", f"subformat={subformat}",
+             str(raw), str(path))
+    raw.unlink()
+    return path
+
+
+def write_manifest(build_dir: Path, files: list[Path], custom_data: dict | None = None,
+                   builds_before: list[dict] | None = None) -> Path:
+    """``packer-manifest.json`` as Packer's manifest post-processor writes it
+    (strip_path: bare names), with earlier runs' entries first."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    run = "run-uuid-last"
+    entry = {"name": "vmware-iso", "builder_type": "vmware-iso", "build_time": 1767225600,
+             "files": [{"name": f.name, "size": f.stat().st_size} for f in files],
+             "artifact_id": "VM", "packer_run_uuid": run,
+             "custom_data": dict(CUSTOM_DATA, **(custom_data or {}))}
+    data = {"builds": list(builds_before or []) + [entry], "last_run_uuid": run}
+    path = build_dir / "packer-manifest.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m imagebuilder ...`` as the Packer post-processor runs it."""
+    return subprocess.run([sys.executable, "-m", "imagebuilder", *args], cwd=cwd,
+                          env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tar_names(ova: Path) -> list[str]:
+    with tarfile.open(ova) as tar:
+        return tar.getnames()
+
+
+def rewrite_tar(source: Path, target: Path, order: list[str] | None = None,
+                replace: dict[str, bytes] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """Copy an OVA member by member, reordered, replaced or dropped."""
+    replace = replace or {}
+    with tarfile.open(source) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        names = order or list(members)
+        with tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as out:
+            for name in names:
+                if name in drop:
+                    continue
+                data = replace.get(name)
+                if data is None:
+                    data = tar.extractfile(members[name]).read()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+    return target
+
+
+def write_tool(directory: Path, name: str, body: str) -> Path:
+    """A stand-in executable ``name`` in ``directory``: a Python script."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+#: A stand-in ovftool: records its argv, fails when OVFTOOL_EXIT is set, and
+#: otherwise packs the descriptor and the files it references into the OVA
+#: (with a SHA256 manifest), as ovftool does for ``ovftool x.ovf y.ova``.
+OVFTOOL = r'''
+import hashlib, io, json, os, sys, tarfile
+import xml.etree.ElementTree as ET
+with open(os.environ["OVFTOOL_RECORD"], "w") as fh:
+    json.dump(sys.argv[1:], fh)
+if os.environ.get("OVFTOOL_EXIT"):
+    print("Error: the stand-in ovftool was told to fail")
+    sys.exit(int(os.environ["OVFTOOL_EXIT"]))
+src, dst = sys.argv[-2], sys.argv[-1]
+ns = "{http://schemas.dmtf.org/ovf/envelope/1}"
+root = ET.parse(src).getroot()
+files = [f.get(ns + "href") for f in root.iter(ns + "File")]
+base = os.path.dirname(src)
+ovf_name = os.path.basename(dst)[:-4] + ".ovf"
+ovf = open(src, "rb").read()
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+mf = "SHA256(%s)= %s\n" % (ovf_name, hashlib.sha256(ovf).hexdigest())
+mf += "".join("SHA256(%s)= %s\n" % (f, sha(os.path.join(base, f))) for f in files)
+with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT, dereference=True) as tar:
+    for name, data in ((ovf_name, ovf), (ovf_name[:-4] + ".mf", mf.encode())):
+        info = tarfile.TarInfo(name); info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    for f in files:
+        tar.add(os.path.join(base, f), arcname=f)
+print("Completed successfully")
+'''
+
+#: A stand-in vmware-vdiskmanager: records its argv, then (VDISK_BLOCK set)
+#: waits to be interrupted, or converts with qemu-img as ``-r IN -t 5 OUT`` asks.
+VDISKMANAGER = r'''
+import json, os, subprocess, sys, time
+with open(os.environ["VDISK_RECORD"], "w") as fh:
+    json.dump(sys.argv[1:], fh)
+if os.environ.get("VDISK_BLOCK"):
+    time.sleep(600)
+_, src, _, kind, dst = sys.argv[1:]
+assert kind == "5"
+subprocess.run(["QEMU", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", src, dst],
+               check=True)
+'''
+
+
+def install_vdiskmanager(directory: Path) -> Path:
+    """The stand-in vmware-vdiskmanager in ``directory`` (it records into $VDISK_RECORD)."""
+    return write_tool(directory, "vmware-vdiskmanager",
+                      VDISKMANAGER.replace("QEMU", shutil.which("qemu-img") or "qemu-img")
+                      ).parent
+
+
+def assert_no_partial_files(directory: Path) -> None:
+    """Nothing half-written: no temporary files, no scratch directories."""
+    leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".")] \
+        if directory.exists() else []
+    assert leftovers == []
