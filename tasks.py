@@ -171,6 +171,16 @@ def ova_verify(c, ova):
     print(f"{ova}: ok; sha256 {result.sha256}")
 
 
+def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template=False,
+               snapshot=None):
+    from imagebuilder.ova.progress import TqdmByteProgress
+    from imagebuilder.vsphere.deploy import deploy_ova as deploy
+    from imagebuilder.vsphere.session import VSphereSettings
+    settings = VSphereSettings.from_checkout(find_checkout(), Knobs.from_env())
+    deploy(settings, Path(ova), name, folder=folder, datastore=datastore, network=network,
+           template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print)
+
+
 def deps_ova(c):
     report = deps.check()
     print(report.text())
@@ -199,6 +209,13 @@ def namespace() -> Collection:
                        "manifest-digest": "sha256 (default), sha1 for old targets, sha512"}))
     ns.add_task(_make("ova-verify", "Check a finished OVA: member order, manifest digests, "
                       "descriptor, VMDKs, .sha256.", ova_verify, {"ova": "the .ova file"}))
+    ns.add_task(_make("deploy-ova", "Import an OVA into vCenter (placement from vsphere.json), "
+                      "optionally snapshot it and mark it as a template.", deploy_ova,
+                      {"ova": "the .ova file", "name": "the VM's name",
+                       "folder": "VM folder (default: vsphere.json's)",
+                       "datastore": "default: vsphere.json's", "network": "default: vsphere.json's",
+                       "template": "mark the VM as a template afterwards",
+                       "snapshot": "take a snapshot of this name afterwards"}))
     ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
                       "say what is missing.", deps_ova))
     ns.add_task(_make("vcsim-build", "Run builds against the embedded vCenter simulator "

@@ -182,7 +182,7 @@ def import_ova(si: vim.ServiceInstance, ova: Path, name: str, *,
                     keepalive_seconds, progress, log)
         lease.HttpNfcLeaseComplete()
     except BaseException as exc:  # Ctrl-C included: the lease must not linger
-        _abort(lease)
+        _abort(lease, name, log)
         if isinstance(exc, vmodl.MethodFault):
             raise BuildError(f"importing {name} failed: {fault_message(exc)}") from None
         if isinstance(exc, Exception) and not isinstance(exc, ImageBuilderError):
@@ -222,12 +222,13 @@ def _wait_ready(lease: vim.HttpNfcLease, timeout: float, name: str) -> vim.HttpN
         time.sleep(0.2)
 
 
-def _abort(lease: vim.HttpNfcLease) -> None:
+def _abort(lease: vim.HttpNfcLease, name: str, log: Log) -> None:
     # Without a fault argument: the simulator drops the connection on a generic one.
     try:
         lease.HttpNfcLeaseAbort()
-    except Exception:  # the lease may already be gone; the original error matters
-        pass
+        log(f"importing {name}: aborted the upload lease")
+    except Exception as exc:  # the lease may already be gone; the original error matters
+        log(f"importing {name}: could not abort the upload lease: {exc!r}"[:300])
 
 
 class _KeepAlive:
