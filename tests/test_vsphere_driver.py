@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from pyVmomi import vim
 
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import Simulator, vsphere_config
