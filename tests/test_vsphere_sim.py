@@ -68,3 +68,27 @@ def test_missing_clone_source_is_caught_before_packer(checkout, sim, tmp_path):
             "'no-such-template' not found in datacenter DC0; the templates there: none"
             in result.stderr)
     assert not (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-photon-5.log").exists()
+
+
+def test_invoke_vcsim_serves_until_ctrl_c(vcsim_binary, tmp_path):
+    import signal
+    import stat
+    import time
+    target = tmp_path / "my" / "vsphere.json"
+    proc = subprocess.Popen([str(BIN / "invoke"), "vcsim", "--vsphere-json", str(target)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not target.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        config = json.loads(target.read_text())
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        from imagebuilder.vsphere.session import Session, VSphereSettings
+        with Session(VSphereSettings.from_vars(config, env={})) as si:
+            assert si.RetrieveContent().about.apiType == "VirtualCenter"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert f'PACKER_VAR_FILES="{target}' in out
+    assert proc.returncode == 130
