@@ -181,6 +181,12 @@ def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template
            template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print)
 
 
+def render(c, target, output):
+    from imagebuilder.render_cli import render_target
+    for path in render_target(target, output):
+        print(path)
+
+
 def deps_ova(c):
     report = deps.check()
     print(report.text())
@@ -216,6 +222,10 @@ def namespace() -> Collection:
                        "datastore": "default: vsphere.json's", "network": "default: vsphere.json's",
                        "template": "mark the VM as a template afterwards",
                        "snapshot": "take a snapshot of this name afterwards"}))
+    ns.add_task(_make("render", "Write the install files and variables a build would use, "
+                      "without building (secrets redacted).", render,
+                      {"target": "e.g. node-ova-vsphere-ubuntu-2404",
+                       "output": "directory to write into"}))
     ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
                       "say what is missing.", deps_ova))
     ns.add_task(_make("vcsim-build", "Run builds against the embedded vCenter simulator "

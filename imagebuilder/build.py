@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import BuildError, ImageBuilderError, InputError
 from .packer import PackerProcess, find_packer
-from .plan import BuildPlan, write_var_files
+from .plan import BuildPlan, write_build_files
 from .render import render_install_files
 from .steps import BuildState, Cancelled, StepRunner
 
@@ -102,7 +102,7 @@ class RenderStep:
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
-        write_var_files(plan)
+        write_build_files(plan)
         state.data["install_files"] = render_install_files(plan)
         # vmware builders create their output directory (and refuse an existing
         # one); vSphere builders only write into it when exporting, but the

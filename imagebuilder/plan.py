@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, naming
+from . import __version__, goss, naming
 from .baseinputs import inputs_hash
 from .catalog import Target
 from .checkout import Checkout
@@ -83,6 +83,7 @@ class BuildPlan:
     log_path: Path
     file_data: dict[Path, dict] = field(default_factory=dict, repr=False)
     options: BuildOptions = field(default_factory=BuildOptions)
+    goss_plugin: Path | None = None
 
     @property
     def generated_file(self) -> Path:
@@ -124,6 +125,12 @@ class BuildPlan:
         hv = self.target.hypervisor
         return hv.builder if self.exports or not hv.vsphere or hv.base else f"{hv.builder}-noexport"
 
+    @property
+    def template(self) -> Path:
+        """The template Packer runs: the source one, or the build's own copy
+        with the goss provisioner when the plugin is installed (see goss.py)."""
+        return self.work_dir / "node.json" if self.goss_plugin else self.checkout.node_template
+
     def var_file_arg(self, layer: VarLayer) -> str:
         return f"-var-file={self.normalised.get(layer.path, layer.path)}"
 
@@ -140,7 +147,7 @@ class BuildPlan:
         argv += by_role("user")
         if self.flag_secrets:
             argv.append(f"-var-file={self.flag_secrets_file}")
-        argv.append(str(self.checkout.node_template))
+        argv.append(str(self.template))
         return argv
 
     def command_line(self, packer: str = "packer") -> str:
@@ -297,6 +304,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         normalised=normalised, work_dir=work_dir, artifact_dir=artifact,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
         options=options or BuildOptions(),
+        goss_plugin=goss.find_plugin() if action == "build" else None,
     )
 
 
@@ -352,17 +360,22 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
     return problems
 
 
-def write_var_files(plan: BuildPlan) -> None:
-    """Write the build's generated var files into its work directory, mode 0600.
+def write_build_files(plan: BuildPlan) -> None:
+    """Write what the build generates into its work directory, mode 0600.
 
-    The generated file carries the build's SSH password (and the vCenter
+    The generated var file carries the build's SSH password (and the vCenter
     password when it came from VSPHERE_PASSWORD); normalised copies stand in
-    for var files holding JSON booleans or numbers, which Packer 1.x refuses.
+    for var files holding JSON booleans or numbers, which Packer 1.x refuses;
+    with the goss plugin installed, the template copy that runs goss.
     """
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
         write_private_json(plan.flag_secrets_file, plan.flag_secrets)
+    if plan.goss_plugin:
+        template = goss.template_with_goss(plan.checkout.node_template,
+                                           plan.checkout.packer_dir / "goss" / "provisioner.json")
+        write_private_json(plan.template, template)
     for original, copy in plan.normalised.items():
         copy.parent.mkdir(parents=True, exist_ok=True)
         data = plan.file_data[original]

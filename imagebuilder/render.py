@@ -7,6 +7,7 @@ CD), so parallel builds never share or rewrite a file in the source tree.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import warnings
@@ -51,18 +52,27 @@ def sha512_crypt(password: str) -> str:
     return out.stdout.strip()
 
 
-def render_install_files(plan: BuildPlan) -> list[Path]:
-    """Render the install files of ``plan``'s OS into its work directory.
-
-    Returns the files written. Both destination directories always exist,
-    because the template names them for every builder.
-    """
+def install_values(plan: BuildPlan) -> dict[str, str]:
+    """Every Packer variable of ``plan``, resolved, plus ``ssh_password_hash``."""
     values = plan.merged.resolved(plan.knobs.packer_env())
     values["ssh_password_hash"] = sha512_crypt(values["ssh_password"])
+    return values
+
+
+def _environment(install_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(plan.checkout.packer_dir / "install")),
+        loader=jinja2.FileSystemLoader(str(install_dir)),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    destinations = {"http": plan.http_dir, "cd": plan.cd_dir}
+    # A JSON string is also a valid YAML scalar; unlike tojson, no HTML escaping.
+    env.filters["json"] = json.dumps
+    return env
+
+
+def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
+                cd_dir: Path) -> list[Path]:
+    """Render the install files of ``values``' OS into ``http_dir`` / ``cd_dir``."""
+    env = _environment(plan.checkout.packer_dir / "install")
+    destinations = {"http": http_dir, "cd": cd_dir}
     for directory in destinations.values():
         directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -81,3 +91,12 @@ def render_install_files(plan: BuildPlan) -> list[Path]:
         # cd_files needs at least one file to match; an empty CD is harmless.
         (destinations["cd"] / "README").write_text(f"{plan.target.name}: no CD content\n")
     return written
+
+
+def render_install_files(plan: BuildPlan) -> list[Path]:
+    """Render the install files of ``plan``'s OS into its work directory.
+
+    Returns the files written. Both destination directories always exist,
+    because the template names them for every builder.
+    """
+    return render_into(plan, install_values(plan), plan.http_dir, plan.cd_dir)

@@ -11,7 +11,7 @@ from support import VSPHERE, write_json
 
 from imagebuilder.catalog import HYPERVISORS, Target, parse_target
 from imagebuilder.knobs import Knobs
-from imagebuilder.plan import plan_build, write_var_files
+from imagebuilder.plan import plan_build, write_build_files
 
 
 def var_files(argv):
@@ -104,7 +104,7 @@ def test_secrets_never_on_argv(checkout, vsphere_ok):
     for secret in ("from-env-Secret", "flag-Secret-99"):
         assert secret not in line
     assert "-var=cpu=2" in plan.argv()
-    write_var_files(plan)
+    write_build_files(plan)
     for path in (plan.generated_file, plan.flag_secrets_file):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert json.loads(plan.generated_file.read_text())["password"] == "from-env-Secret"
@@ -136,7 +136,7 @@ def test_json_booleans_are_passed_as_a_normalised_copy(checkout, tmp_path):
     plan = plan_for(checkout, "node-ova-vsphere-clone-ubuntu-2204", {"PACKER_VAR_FILES": str(user)})
     copy = plan.normalised[user]
     assert f"-var-file={copy}" == plan.argv()[-2]  # same position: last var file
-    write_var_files(plan)
+    write_build_files(plan)
     assert json.loads(copy.read_text())["linked_clone"] == "false"
     assert json.loads(copy.read_text())["cpu"] == "8"
     assert copy.is_relative_to(plan.work_dir)  # never rewritten in place

@@ -1,0 +1,190 @@
+"""Helpers for test_chroot_node.py (no tests here).
+
+A Debian root to provision through Ansible's chroot connection, and stand-in
+releases. ``make_debian_root`` debootstraps Debian stable (minbase, plus what Ansible and the
+playbooks' become need) into a directory, caching the result as a tarball under
+``~/.cache/imagebuilder`` for a week. ``StandInReleases`` writes archives named
+and laid out like the real containerd, runc, crictl, Kubernetes and CNI
+releases, with their sha256, and serves them on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+SUITE = "stable"
+MIRROR = os.environ.get("IB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+#: Python for Ansible's modules, python3-apt for its apt module, sudo for become,
+#: systemd for systemctl enable, the rest so the image looks like an installed OS.
+INCLUDE = ("python3", "python3-apt", "sudo", "systemd", "openssh-server")
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebuilder"
+CACHE_MAX_AGE = 7 * 24 * 3600
+
+
+def chroot_unavailable() -> str | None:
+    """Why the chroot test cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (debootstrap, chroot, mount)"
+    for tool in ("debootstrap", "mount", "umount", "tar"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (apt-get install debootstrap)"
+    try:
+        import ansible_collections.community.general  # noqa: F401
+    except ImportError:
+        return "community.general (chroot connection) missing: pip install ansible"
+    return None
+
+
+def _cache_tarball() -> Path:
+    key = hashlib.sha256(f"{SUITE} {MIRROR} {' '.join(INCLUDE)}".encode()).hexdigest()[:12]
+    return CACHE_DIR / f"debootstrap-{SUITE}-minbase-{key}.tar.gz"
+
+
+def make_debian_root(root: Path) -> Path:
+    """Debian stable in ``root``: unpacked from the cache, else debootstrapped (and cached)."""
+    tarball = _cache_tarball()
+    root.mkdir(parents=True, exist_ok=True)
+    if tarball.is_file() and time.time() - tarball.stat().st_mtime < CACHE_MAX_AGE:
+        subprocess.run(["tar", "-xzpf", str(tarball), "-C", str(root)], check=True)
+        return root
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+                    SUITE, str(root), MIRROR], check=True, stdout=subprocess.DEVNULL)
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    partial = tarball.with_suffix(".partial")
+    subprocess.run(["tar", "-I", "gzip -1", "-cpf", str(partial), "-C", str(root), "."],
+                   check=True)
+    partial.replace(tarball)
+    return root
+
+
+def mount_proc(root: Path) -> None:
+    """/proc in the chroot, as a running system has it (package scripts read it)."""
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+
+
+def unmount_all(root: Path) -> None:
+    """Undo every mount under ``root`` (lazily: nothing may stay behind)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(str(root) + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def as_installed_os(root: Path, user: str = "builder") -> None:
+    """What an OS install leaves that sysprep must remove: the build user with its
+    sudoers file, host keys, a machine ID, logs, history, a NoCloud leftover."""
+    policy = root / "usr/sbin/policy-rc.d"  # never start daemons inside the chroot
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    subprocess.run(["chroot", str(root), "useradd", "-m", "-s", "/bin/bash", "-G", "sudo", user],
+                   check=True)
+    (root / f"etc/sudoers.d/{user}").write_text(f"{user} ALL=(ALL) NOPASSWD: ALL\n")
+    (root / f"etc/sudoers.d/{user}").chmod(0o440)
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    for kind in ("rsa", "ed25519"):
+        (root / f"etc/ssh/ssh_host_{kind}_key").write_text("stand-in host key\n")
+        (root / f"etc/ssh/ssh_host_{kind}_key.pub").write_text("stand-in host key\n")
+    (root / "etc/cloud/cloud.cfg.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/cloud/cloud.cfg.d/99-installer.cfg").write_text(
+        "datasource_list: [NoCloud, None]\n")
+    (root / "var/log/installer.log").write_text("the installer's log\n")
+    (root / "var/log/old.log.1.gz").write_bytes(b"rotated")
+    (root / "root/.bash_history").write_text("history\n")
+    (root / f"home/{user}/.bash_history").write_text("history\n")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _script(name: str, version: str) -> bytes:
+    return f"#!/bin/sh\necho '{name} {version} (imagebuilder stand-in)'\n".encode()
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+class StandInReleases:
+    """Stand-in release artifacts under ``root``, served on 127.0.0.1 while open."""
+
+    def __init__(self, root: Path, containerd: str, runc: str, crictl: str,
+                 kubernetes: str, cni: str, arch: str = "amd64") -> None:
+        self.root, self.arch = root, arch
+        self.versions = {"containerd": containerd, "runc": runc, "crictl": crictl,
+                         "kubernetes": kubernetes, "cni": cni}
+        self._server: http.server.ThreadingHTTPServer | None = None
+        c = containerd
+        self.containerd = _tar(root / f"containerd/v{c}/containerd-{c}-linux-{arch}.tar.gz", {
+            f"bin/{b}": _script(b, f"containerd.io v{c}")
+            for b in ("containerd", "containerd-shim-runc-v2", "ctr")})
+        self.runc = root / f"runc/v{runc}/runc.{arch}"
+        self.runc.parent.mkdir(parents=True)
+        self.runc.write_bytes(_script("runc version", runc))
+        self.crictl = _tar(root / f"crictl/v{crictl}/crictl-v{crictl}-linux-{arch}.tar.gz",
+                           {"crictl": _script("crictl version", f"v{crictl}")})
+        bindir = root / f"release/{kubernetes}/bin/linux/{arch}"
+        bindir.mkdir(parents=True)
+        for name in ("kubeadm", "kubelet", "kubectl"):
+            (bindir / name).write_bytes(_script(name, kubernetes))
+            (bindir / f"{name}.sha256").write_text(sha256(bindir / name))  # dl.k8s.io style
+        self.cni = _tar(root / f"cni/{cni}/cni-plugins-linux-{arch}-{cni}.tgz", {
+            f"./{p}": _script(p, cni) for p in ("bridge", "host-local", "loopback", "portmap")})
+
+    def __enter__(self) -> "StandInReleases":
+        handler = functools.partial(_QuietHandler, directory=str(self.root))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server, "not serving"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def packer_vars(self) -> dict[str, str]:
+        """Packer variables pointing every release download at this server."""
+        u, v = self.url, self.versions
+        return {
+            "containerd_url": f"{u}/{self.containerd.relative_to(self.root)}",
+            "containerd_sha256": sha256(self.containerd),
+            "containerd_version": v["containerd"],
+            "runc_url": f"{u}/{self.runc.relative_to(self.root)}",
+            "runc_sha256": sha256(self.runc),
+            "runc_version": v["runc"],
+            "crictl_url": f"{u}/{self.crictl.relative_to(self.root)}",
+            "crictl_sha256": sha256(self.crictl),
+            "crictl_source_type": "http",
+            "kubernetes_source_type": "http",
+            "kubernetes_http_source": f"{u}/release",
+            "kubernetes_semver": v["kubernetes"],
+            "kubernetes_cni_source_type": "http",
+            "kubernetes_cni_http_source": f"{u}/cni",
+            "kubernetes_cni_semver": v["cni"],
+            "kubernetes_cni_http_checksum": f"sha256:{sha256(self.cni)}",
+        }
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
