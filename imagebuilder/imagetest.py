@@ -83,8 +83,8 @@ def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path |
                  meta_data_file: Path | None = None, report=print) -> None:
     """``image-cloudinit``: inject cloud-init data into a VM in vCenter (see vsphere.cloudinit)."""
     from .vsphere import cloudinit
-    from .vsphere.driver import Driver
-    from .vsphere.session import Session, VSphereSettings
+    from .vsphere.driver import datacenter_session
+    from .vsphere.session import VSphereSettings
 
     user_file = user_data_file or checkout.root / "cloudinit" / "user-data"
     meta_file = meta_data_file or checkout.root / "cloudinit" / "meta-data"
@@ -96,22 +96,19 @@ def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path |
             raise InputError(f"{path}: no such file")
     data = user_data(user_file, public)
     settings = VSphereSettings.from_checkout(checkout, knobs)
-    with Session(settings) as si:
-        driver = Driver(si)
-        vm = driver.vm(driver.datacenter(settings.datacenter), vm_name)
-        cloudinit.inject(driver, vm, data, meta_file.read_bytes(), report)
+    with datacenter_session(settings) as (driver, dc):
+        cloudinit.inject(driver, driver.vm(dc, vm_name), data, meta_file.read_bytes(), report)
 
 
 def vm_ssh_argv(checkout: Checkout, knobs, vm_name: str, user: str = DEFAULT_USER) -> list[str]:
     """``image-ssh-vm``: the ssh command into a VM in vCenter, by its guest IP."""
-    from .vsphere.driver import Driver
-    from .vsphere.session import Session, VSphereSettings
+    from .vsphere.driver import datacenter_session
+    from .vsphere.session import VSphereSettings
 
     key = ensure_keys(checkout)
     settings = VSphereSettings.from_checkout(checkout, knobs)
-    with Session(settings) as si:
-        driver = Driver(si)
-        address = driver.guest_address(driver.vm(driver.datacenter(settings.datacenter), vm_name))
+    with datacenter_session(settings) as (driver, dc):
+        address = driver.guest_address(driver.vm(dc, vm_name))
     return ssh_argv(address, user, key)
 
 

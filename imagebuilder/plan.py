@@ -23,10 +23,22 @@ from .checkout import Checkout
 from .errors import InputError
 from .files import write_private_json
 from .knobs import Knobs
-from .layering import (FlagVar, MergedVars, VarLayer, merge, needs_normalising,
-                       packer_string, read_var_file, split_packer_flags)
-from .validation import (declared_variables, is_true, schema_problems,
-                         undeclared_problems)
+from .layering import (
+    FlagVar,
+    MergedVars,
+    VarLayer,
+    merge,
+    needs_normalising,
+    packer_string,
+    read_var_file,
+    split_packer_flags,
+)
+from .validation import (
+    declared_variables,
+    is_true,
+    schema_problems,
+    undeclared_problems,
+)
 
 #: Variables whose values are secrets: never on argv, never in a log line.
 SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password"})

@@ -46,14 +46,13 @@ def local_base_state(base: BuildPlan) -> str:
 
 def vsphere_base_state(base: BuildPlan) -> str:
     """``missing``, ``stale`` or ``up to date`` for a base template in vCenter."""
-    from .vsphere.driver import Driver
-    from .vsphere.session import Session, VSphereSettings
+    from .vsphere.driver import datacenter_session
+    from .vsphere.session import VSphereSettings
     from .vsphere.steps import BASE_HASH_KEY
 
     settings = VSphereSettings.from_vars(base.merged.values)
-    with Session(settings) as si:
-        driver = Driver(si)
-        vm = driver.find_vm(driver.datacenter(settings.datacenter), base.merged.get("vm_name"))
+    with datacenter_session(settings) as (driver, dc):
+        vm = driver.find_vm(dc, base.merged.get("vm_name"))
         if vm is None:
             return "missing"
         recorded = driver.extra_config(vm).get(BASE_HASH_KEY)

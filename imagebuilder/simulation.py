@@ -18,9 +18,9 @@ from typing import IO
 from . import api
 from .catalog import Target
 from .checkout import Checkout, find_checkout
+from .files import write_private_json
 from .knobs import Knobs
 from .layering import read_var_file
-from .files import write_private_json
 from .progress import Progress
 from .vcsim import Simulator, vsphere_config
 

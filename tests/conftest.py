@@ -59,3 +59,20 @@ def standin(tmp_path, monkeypatch, checkout) -> Path:
     monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(record))
     return record
+
+
+@pytest.fixture(scope="module")
+def module_vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
+    """A simulator of the test module's own, for tests that change its inventory."""
+    with Simulator(binary=vcsim_binary, password="module-Secret-1",
+                   power_off_after=1.0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def fresh_vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
+    """A simulator of the test's own: builds leave VMs and templates behind on purpose.
+    Its password is long enough to be redacted from logs (tests check it is)."""
+    with Simulator(binary=vcsim_binary, password="fresh-Secret-1",
+                   power_off_after=0.5) as sim:
+        yield sim

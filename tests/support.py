@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
-
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from pyVim.connect import Disconnect, SmartConnect

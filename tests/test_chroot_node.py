@@ -17,8 +17,14 @@ from typing import Iterator
 
 import pytest
 from support import REPO, write_json
-from test_chroot_support import (StandInReleases, as_installed_os, chroot_unavailable,
-                                 make_debian_root, mount_proc, unmount_all)
+from test_chroot_support import (
+    StandInReleases,
+    as_installed_os,
+    chroot_unavailable,
+    make_debian_root,
+    mount_proc,
+    unmount_all,
+)
 
 from imagebuilder.catalog import parse_target
 from imagebuilder.checkout import Checkout

@@ -13,15 +13,14 @@ from support import REPO, write_json
 from imagebuilder import imagetest
 from imagebuilder.errors import InputError
 from imagebuilder.knobs import Knobs
-from imagebuilder.vcsim import Simulator, vsphere_config
+from imagebuilder.vcsim import vsphere_config
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.session import Session, VSphereSettings
 
 
 @pytest.fixture(scope="module")
-def sim(vcsim_binary):
-    with Simulator(binary=vcsim_binary, password="cloudinit-Secret") as simulator:
-        yield simulator
+def sim(module_vcsim):
+    return module_vcsim
 
 
 @pytest.fixture

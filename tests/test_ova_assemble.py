@@ -17,12 +17,27 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_ova_support import (DISK, OVFTOOL, MiB, install_vdiskmanager, make_vmdk, run_cli,
-                              tar_names, write_manifest, write_tool)
+from test_ova_support import (
+    DISK,
+    OVFTOOL,
+    MiB,
+    install_vdiskmanager,
+    make_vmdk,
+    run_cli,
+    tar_names,
+    write_manifest,
+    write_tool,
+)
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.ova import (AssembleOptions, assemble, assemble_from_packer, plan_from_packer,
-                              plan_from_vmdks, verify_ova)
+from imagebuilder.ova import (
+    AssembleOptions,
+    assemble,
+    assemble_from_packer,
+    plan_from_packer,
+    plan_from_vmdks,
+    verify_ova,
+)
 from imagebuilder.ova.archive import USTAR_MAX_SIZE, tar_header
 from imagebuilder.ova.ovf import OVF, parse_ovf
 

@@ -15,8 +15,13 @@ from support import connect
 from test_ova_support import MiB, make_vmdk, write_manifest
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.ova import AssembleOptions, assemble, assemble_from_packer, plan_from_vmdks
-from imagebuilder.ova import verify_ova
+from imagebuilder.ova import (
+    AssembleOptions,
+    assemble,
+    assemble_from_packer,
+    plan_from_vmdks,
+    verify_ova,
+)
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.ovf_import import import_ova
 

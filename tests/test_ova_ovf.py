@@ -11,8 +11,17 @@ from pyVmomi import vim
 
 from imagebuilder.errors import InputError
 from imagebuilder.ova.inputs import custom_properties, settings_from_catalog
-from imagebuilder.ova.ovf import (OVF, RASD, VMW, VSSD, NodeImage, OvfDisk, VirtualHardware,
-                                  build_ovf, parse_ovf)
+from imagebuilder.ova.ovf import (
+    OVF,
+    RASD,
+    VMW,
+    VSSD,
+    NodeImage,
+    OvfDisk,
+    VirtualHardware,
+    build_ovf,
+    parse_ovf,
+)
 from imagebuilder.ova.vmdk import STREAM_OPTIMIZED_FORMAT
 
 NASTY = 'a & b < c > d "quoted" \'single\''

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from test_ova_support import DISK, MiB, VDISKMANAGER, install_vdiskmanager, make_vmdk
+from test_ova_support import DISK, VDISKMANAGER, MiB, install_vdiskmanager, make_vmdk
 
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.ova import vmdk

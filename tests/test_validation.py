@@ -9,9 +9,9 @@ import sys
 import pytest
 from support import REPO, VSPHERE, events, write_json
 
+from imagebuilder.catalog import parse_target
 from imagebuilder.errors import InputError
 from imagebuilder.knobs import Knobs
-from imagebuilder.catalog import parse_target
 from imagebuilder.plan import plan_build
 
 

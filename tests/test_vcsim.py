@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
+from support import connect, objects
 
 from imagebuilder import vcsim as vcsim_module
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import Simulator, vsphere_config, write_vsphere_json
-from support import connect, objects
+
+
 @pytest.mark.vcsim
 def test_vsphere_config_names_exist(vcsim: Simulator) -> None:
     config = vsphere_config(vcsim)

@@ -13,7 +13,6 @@ from pyVmomi import vim
 from support import BIN, REPO, connect, objects, write_json
 
 from imagebuilder.simulation import simulator_var_files
-from imagebuilder.vcsim import Simulator
 from imagebuilder.vsphere.driver import Driver
 
 pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
@@ -21,10 +20,8 @@ pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
 
 
 @pytest.fixture
-def sim(vcsim_binary):
-    with Simulator(binary=vcsim_binary, password="builds-Secret-1",
-                   power_off_after=0.5) as simulator:
-        yield simulator
+def sim(fresh_vcsim):
+    return fresh_vcsim
 
 
 def invoke(*args, env_extra):

@@ -12,16 +12,15 @@ from support import BIN, REPO, connect, objects, write_json
 from test_ova_support import MiB, make_vmdk
 
 from imagebuilder.ova import assemble, plan_from_vmdks
-from imagebuilder.vcsim import Simulator, vsphere_config
+from imagebuilder.vcsim import vsphere_config
 from imagebuilder.vsphere.driver import Driver
 
 pytestmark = pytest.mark.vcsim
 
 
 @pytest.fixture(scope="module")
-def sim(vcsim_binary):
-    with Simulator(binary=vcsim_binary, password="deploy-Secret-1") as simulator:
-        yield simulator
+def sim(module_vcsim):
+    return module_vcsim
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.vcsim import Simulator, vsphere_config
+from imagebuilder.vcsim import vsphere_config
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.session import Session, VSphereSettings
 
@@ -13,10 +13,8 @@ pytestmark = pytest.mark.vcsim
 
 
 @pytest.fixture(scope="module")
-def vcsim(vcsim_binary):
-    """A simulator of this module's own: these tests change its inventory."""
-    with Simulator(binary=vcsim_binary) as sim:
-        yield sim
+def vcsim(module_vcsim):
+    return module_vcsim
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from imagebuilder.catalog import parse_target
 from imagebuilder.errors import InputError
 from imagebuilder.knobs import Knobs
 from imagebuilder.plan import BuildOptions, plan_build
-from imagebuilder.vcsim import Simulator, write_vsphere_json
+from imagebuilder.vcsim import write_vsphere_json
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.preflight import preflight
 from imagebuilder.vsphere.session import Session, VSphereSettings
@@ -20,9 +20,8 @@ pytestmark = pytest.mark.vcsim
 
 
 @pytest.fixture(scope="module")
-def sim(vcsim_binary):
-    with Simulator(binary=vcsim_binary, password="preflight-Secret") as simulator:
-        yield simulator
+def sim(module_vcsim):
+    return module_vcsim
 
 
 def plan_for(checkout, sim, tmp_path, target="node-ova-vsphere-clone-ubuntu-2204",

@@ -13,20 +13,18 @@ import shutil
 import subprocess
 
 import pytest
-from support import BIN, REPO, connect, objects, write_json
 from pyVmomi import vim
+from support import BIN, REPO, connect, objects, write_json
 
-from imagebuilder.vcsim import Simulator, write_vsphere_json
+from imagebuilder.vcsim import write_vsphere_json
 
 pytestmark = [pytest.mark.vcsim, pytest.mark.packer,
               pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed")]
 
 
 @pytest.fixture
-def sim(vcsim_binary):
-    """A simulator of its own: builds here leave VMs behind on purpose."""
-    with Simulator(binary=vcsim_binary, power_off_after=1.0) as simulator:
-        yield simulator
+def sim(fresh_vcsim):
+    return fresh_vcsim
 
 
 def invoke(*args, env_extra):

@@ -11,8 +11,16 @@ manifest, OS catalog), ``assemble`` (planning and the whole job), ``cli``.
 
 from __future__ import annotations
 
-from .assemble import (AssembleOptions, AssemblyPlan, AssemblyResult, artifact_names,
-                       assemble, assemble_from_packer, plan_from_packer, plan_from_vmdks)
+from .assemble import (
+                       AssembleOptions,
+                       AssemblyPlan,
+                       AssemblyResult,
+                       artifact_names,
+                       assemble,
+                       assemble_from_packer,
+                       plan_from_packer,
+                       plan_from_vmdks,
+)
 from .verify import VerifiedOva, verify_ova
 
 __all__ = ["AssembleOptions", "AssemblyPlan", "AssemblyResult", "VerifiedOva", "artifact_names",

@@ -27,14 +27,28 @@ from ..checkout import Checkout, find_checkout
 from ..errors import BuildError, InputError
 from .archive import NAME_MAX, DiskFile, write_ova
 from .hashing import ALGORITHMS
-from .inputs import (BuildSettings, custom_properties, catalog_minimum_vmx, disks_of_build,
-                     read_packer_manifest, settings_from_catalog, settings_from_values)
+from .inputs import (
+    BuildSettings,
+    catalog_minimum_vmx,
+    custom_properties,
+    disks_of_build,
+    read_packer_manifest,
+    settings_from_catalog,
+    settings_from_values,
+)
 from .ovf import NodeImage, OvfDisk, build_ovf, hardware_problems
 from .progress import ByteProgress, NoByteProgress
 from .staging import Staging
 from .verify import VerifiedOva, verify_ova
-from .vmdk import (MISSING_CONVERTER, Converter, VmdkInfo, convert_to_stream_optimized,
-                   find_converter, populated_size, read_vmdk)
+from .vmdk import (
+    MISSING_CONVERTER,
+    Converter,
+    VmdkInfo,
+    convert_to_stream_optimized,
+    find_converter,
+    populated_size,
+    read_vmdk,
+)
 
 EULA_FILE = "EULA.txt"
 Log = Callable[[str], None]

@@ -7,9 +7,9 @@ from typing import Callable
 
 from ..errors import InputError
 from ..ova.progress import ByteProgress
-from .driver import Driver
+from .driver import datacenter_session
 from .ovf_import import import_ova
-from .session import Session, VSphereSettings
+from .session import VSphereSettings
 
 
 def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str | None = None,
@@ -22,15 +22,13 @@ def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str |
     and mark it as a template."""
     if not Path(ova).is_file():
         raise InputError(f"{ova}: no such OVA")
-    with Session(settings) as si:
-        driver = Driver(si)
-        dc = driver.datacenter(settings.datacenter)
+    with datacenter_session(settings) as (driver, dc):
         if driver.find_vm(dc, name) is not None:
             raise InputError(f"a VM or template named {name!r} already exists in datacenter "
                              f"{dc.name}; choose another --name or remove it first")
         report(f"importing {ova} as {name}")
         try:
-            vm = import_ova(si, Path(ova), name, datacenter=dc, cluster=settings.cluster,
+            vm = import_ova(driver.si, Path(ova), name, datacenter=dc, cluster=settings.cluster,
                             host=settings.host, resource_pool=settings.resource_pool,
                             datastore=datastore or settings.datastore,
                             folder=settings.folder if folder is None else folder,

@@ -9,12 +9,14 @@ ImageBuilderErrors naming the object, the fault and what to do.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from pyVmomi import vim, vmodl
 
 from ..errors import BuildError, InputError
+from .session import Session, VSphereSettings
 
 KINDS = {
     "datacenter": vim.Datacenter, "cluster": vim.ClusterComputeResource,
@@ -261,3 +263,12 @@ class Driver:
             raise BuildError(f"{vm.name} reports no IP address; is it powered on, with "
                              "VMware Tools (open-vm-tools) running?")
         return str(address)
+
+
+@contextmanager
+def datacenter_session(settings: VSphereSettings) -> Iterator[tuple[Driver, vim.Datacenter]]:
+    """Log in with ``settings`` and yield a driver and the configured datacenter;
+    log out at the end. The shape of most vSphere work here."""
+    with Session(settings) as si:
+        driver = Driver(si)
+        yield driver, driver.datacenter(settings.datacenter)

@@ -8,9 +8,9 @@ from ..errors import BuildError
 from ..plan import BuildPlan
 from ..steps import BuildState
 from ..validation import is_true
-from .driver import Driver
+from .driver import Driver, datacenter_session
 from .preflight import BASE_SNAPSHOT
-from .session import Session, VSphereSettings
+from .session import VSphereSettings
 
 BASE_HASH_KEY = "guestinfo.imagebuilder.inputs_hash"
 
@@ -45,9 +45,7 @@ class VSphereStep:
         plan: BuildPlan = state.plan
         settings = VSphereSettings.from_vars(plan.merged.values)
         vm_name = plan.merged.get("vm_name")
-        with Session(settings) as si:
-            driver = Driver(si)
-            dc = driver.datacenter(settings.datacenter)
+        with datacenter_session(settings) as (driver, dc):
             existing = driver.find_vm(dc, vm_name)
             if existing is not None and plan.options.force:
                 state.report(f"vsphere: replacing the existing {vm_name}")
@@ -69,9 +67,8 @@ class VSphereStep:
             return
         settings = VSphereSettings.from_vars(plan.merged.values)
         try:
-            with Session(settings) as si:
-                driver = Driver(si)
-                vm = driver.find_vm(driver.datacenter(settings.datacenter), vm_name)
+            with datacenter_session(settings) as (driver, dc):
+                vm = driver.find_vm(dc, vm_name)
                 if vm is not None:
                     state.report(f"vsphere: removing {vm_name} left by the failed build")
                     driver.destroy(vm)
@@ -90,9 +87,8 @@ class VerifyBaseStep:
         plan: BuildPlan = state.plan
         settings = VSphereSettings.from_vars(plan.merged.values)
         vm_name = plan.merged.get("vm_name")
-        with Session(settings) as si:
-            driver = Driver(si)
-            vm = driver.find_vm(driver.datacenter(settings.datacenter), vm_name)
+        with datacenter_session(settings) as (driver, dc):
+            vm = driver.find_vm(dc, vm_name)
             if vm is None or not driver.is_template(vm):
                 raise BuildError(f"the base build finished but left no template {vm_name!r}")
             if is_true(plan.merged.get("create_snapshot")) and not driver.snapshots(vm):
