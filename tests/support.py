@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,3 +93,10 @@ def objects(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]
     finally:
         view.Destroy()
     return {o.propSet[0].val: o.obj for o in result.objects if o.propSet}
+
+
+def invoke(*args: str, env_extra: dict | None = None, timeout: float = 600):
+    """Run the real ``invoke`` (ours, from the venv) in the repo, as a user would."""
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)

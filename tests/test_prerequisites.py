@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
-from support import BIN, REPO, events, write_json
-
-
-def invoke(*args, env_extra=None):
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+from support import events, invoke, write_json
 
 
 def started(record):

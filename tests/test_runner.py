@@ -13,15 +13,10 @@ import subprocess
 import time
 
 import pytest
-from support import BIN, REPO, alive, events, max_concurrency
+from support import BIN, REPO, alive, events, invoke, max_concurrency
 
 LOCAL_OSES = 13
 
-
-def invoke(*args, env_extra=None, timeout=240):
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

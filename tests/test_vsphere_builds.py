@@ -4,13 +4,11 @@ clones from prepared templates, and no VM left behind by a failed build."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 
 import pytest
 from pyVmomi import vim
-from support import BIN, REPO, connect, objects, write_json
+from support import REPO, connect, invoke, objects, write_json
 
 from imagebuilder.simulation import simulator_var_files
 from imagebuilder.vsphere.driver import Driver
@@ -23,11 +21,6 @@ pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
 def sim(fresh_vcsim):
     return fresh_vcsim
 
-
-def invoke(*args, env_extra):
-    env = dict(os.environ, **env_extra)
-    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def files_for(sim, tmp_path, **vsphere) -> str:

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 from pyVmomi import vim
-from support import BIN, REPO, connect, objects, write_json
+from support import BIN, REPO, connect, invoke, objects, write_json
 
 from imagebuilder.vcsim import write_vsphere_json
 
@@ -26,11 +26,6 @@ pytestmark = [pytest.mark.vcsim, pytest.mark.packer,
 def sim(fresh_vcsim):
     return fresh_vcsim
 
-
-def invoke(*args, env_extra):
-    env = dict(os.environ, **env_extra)
-    return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def sim_var_files(sim, tmp_path, **overrides) -> str:
