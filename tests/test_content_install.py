@@ -6,6 +6,7 @@ the Ignition 3.4 schema, and the Photon installer's own rules.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,15 @@ from imagebuilder.plan import plan_build
 from imagebuilder.render import render_install_files
 from imagebuilder.render_cli import render_target
 
-VALIDATORS = REPO.parent / "shared" / "validators"
+VALIDATORS = Path(os.environ.get("IB_VALIDATORS_DIR") or REPO.parent / "shared" / "validators")
+
+
+def validator_schema(name: str) -> dict:
+    """A format's own schema from the team's shared/validators (beside the checkout)."""
+    path = VALIDATORS / name
+    assert path.is_file(), (f"{path}: missing; the team's shared/ must sit beside the checkout "
+                            "(or set IB_VALIDATORS_DIR)")
+    return json.loads(path.read_text())
 OS_NAMES = find_checkout().os_names()
 KSVALIDATOR = Path(sys.executable).parent / "ksvalidator"
 ENV = {"RHSM_USER": "someone", "RHSM_PASS": "rhsm-Secret-42"}
@@ -61,7 +70,7 @@ def test_ubuntu_autoinstall_validates(checkout, tmp_path, os_name):
     text = files["user-data"].read_text()
     assert text.startswith("#cloud-config\n")
     data = yaml.safe_load(text)
-    schema = json.loads((VALIDATORS / "subiquity-autoinstall-schema.json").read_text())
+    schema = validator_schema("subiquity-autoinstall-schema.json")
     jsonschema.validate(data["autoinstall"], schema,
                         format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
     identity = data["autoinstall"]["identity"]
@@ -78,7 +87,7 @@ def test_ubuntu_autoinstall_validates(checkout, tmp_path, os_name):
 
 def test_autoinstall_schema_rejects_a_broken_file():
     """Negative control: the schema really checks (identity needs a password)."""
-    schema = json.loads((VALIDATORS / "subiquity-autoinstall-schema.json").read_text())
+    schema = validator_schema("subiquity-autoinstall-schema.json")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"version": 1, "identity": {"username": "u", "hostname": "h"}},
                             schema)
@@ -133,7 +142,7 @@ def test_flatcar_ignition_validates(checkout, tmp_path):
     ign = files["ignition.json"]
     assert ign.parent.name == "http"  # served by Packer, fetched by the boot command
     data = json.loads(ign.read_text())
-    schema = json.loads((VALIDATORS / "ignition-v3_4-schema.json").read_text())
+    schema = validator_schema("ignition-v3_4-schema.json")
     jsonschema.validate(data, schema)
     assert data["ignition"]["version"] == "3.4.0"
     [user] = data["passwd"]["users"]
