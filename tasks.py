@@ -24,7 +24,7 @@ from imagebuilder.checkout import find_checkout
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
 from imagebuilder.knobs import Knobs
 from imagebuilder.plan import OPTION_HELP, BuildOptions
-from imagebuilder.progress import LineProgress, default_progress
+from imagebuilder.progress import LineProgress, TqdmTaskProgress, default_progress
 
 RUN_HELP = {
     "dry-run": "print the packer command(s), secrets redacted; run nothing",
@@ -137,7 +137,7 @@ def cloudinit_keys(c):
 def image_cloudinit(c, vm, user_data=None, meta_data=None):
     imagetest.cloudinit_vm(find_checkout(), Knobs.from_env(), vm,
                            Path(user_data) if user_data else None,
-                           Path(meta_data) if meta_data else None)
+                           Path(meta_data) if meta_data else None, on_task=TqdmTaskProgress())
 
 
 def _ssh(argv: list[str]) -> None:
@@ -178,7 +178,8 @@ def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template
     from imagebuilder.vsphere.session import VSphereSettings
     settings = VSphereSettings.from_checkout(find_checkout(), Knobs.from_env())
     deploy(settings, Path(ova), name, folder=folder, datastore=datastore, network=network,
-           template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print)
+           template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print,
+           on_task=TqdmTaskProgress())
 
 
 def render(c, target, output):

@@ -80,7 +80,7 @@ def local_vm_address(vmx: Path, timeout: float = 300) -> str:
 
 
 def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path | None = None,
-                 meta_data_file: Path | None = None, report=print) -> None:
+                 meta_data_file: Path | None = None, report=print, on_task=None) -> None:
     """``image-cloudinit``: inject cloud-init data into a VM in vCenter (see vsphere.cloudinit)."""
     from .vsphere import cloudinit
     from .vsphere.driver import datacenter_session
@@ -96,7 +96,7 @@ def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path |
             raise InputError(f"{path}: no such file")
     data = user_data(user_file, public)
     settings = VSphereSettings.from_checkout(checkout, knobs)
-    with datacenter_session(settings) as (driver, dc):
+    with datacenter_session(settings, on_task) as (driver, dc):
         cloudinit.inject(driver, driver.vm(dc, vm_name), data, meta_file.read_bytes(), report)
 
 

@@ -113,3 +113,29 @@ def default_progress(stream: IO[str] | None = None) -> Progress:
     """tqdm lines on a terminal, plain lines elsewhere."""
     stream = stream or sys.stderr
     return TqdmProgress(stream) if stream.isatty() else LineProgress(stream)
+
+
+class TqdmTaskProgress:
+    """A tqdm bar in percent per vCenter task (``Driver(on_task=...)``); silent off a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.stream = stream or sys.stderr
+        self._bar = None
+        self._what = ""
+
+    def __call__(self, what: str, percent: int) -> None:
+        if not self.stream.isatty():
+            return
+        if self._bar is None or what != self._what:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = self._tqdm(total=100, desc=what, unit="%", file=self.stream, leave=False,
+                                   mininterval=0)
+            self._what = what
+        self._bar.update(max(0, percent - self._bar.n))
+        if percent >= 100:
+            self._bar.close()
+            self._bar = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from imagebuilder.progress import LineProgress, TqdmProgress, default_progress
+from imagebuilder.progress import LineProgress, TqdmProgress, TqdmTaskProgress, default_progress
 
 
 class FakeTerminal(io.StringIO):
@@ -39,3 +39,17 @@ def test_tqdm_line_per_build_on_a_terminal():
     assert "a: packer: Waiting for IP... [00:00]" in text
     assert "b: packer: Cloning VM... [00:00]" in text
     assert "a: failed after 3s" in text
+
+
+def test_task_progress_bar_per_vcenter_task():
+    out = FakeTerminal()
+    progress = TqdmTaskProgress(out)
+    progress("snapshot 'new' of vm1", 0)
+    progress("snapshot 'new' of vm1", 60)
+    progress("snapshot 'new' of vm1", 100)
+    progress("deletion of vm2", 100)
+    assert "snapshot 'new' of vm1:  60%" in out.getvalue()
+    assert "deletion of vm2: 100%" in out.getvalue()
+    quiet = io.StringIO()
+    TqdmTaskProgress(quiet)("x", 50)
+    assert quiet.getvalue() == ""

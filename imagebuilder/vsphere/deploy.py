@@ -16,13 +16,14 @@ def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str |
                datastore: str | None = None, network: str | None = None,
                template: bool = False, snapshot: str | None = None,
                progress: ByteProgress | None = None,
-               report: Callable[[str], None] = lambda text: None) -> None:
+               report: Callable[[str], None] = lambda text: None,
+               on_task: Callable[[str, int], None] | None = None) -> None:
     """Import ``ova`` as ``name`` where ``settings`` (vsphere.json) place VMs; the
     folder, datastore and network may be overridden. Then optionally snapshot it
     and mark it as a template."""
     if not Path(ova).is_file():
         raise InputError(f"{ova}: no such OVA")
-    with datacenter_session(settings) as (driver, dc):
+    with datacenter_session(settings, on_task) as (driver, dc):
         if driver.find_vm(dc, name) is not None:
             raise InputError(f"a VM or template named {name!r} already exists in datacenter "
                              f"{dc.name}; choose another --name or remove it first")

@@ -41,9 +41,12 @@ class Snapshot:
 class Driver:
     """Inventory lookups and VM operations on one logged-in ServiceInstance."""
 
-    def __init__(self, si: vim.ServiceInstance) -> None:
+    def __init__(self, si: vim.ServiceInstance,
+                 on_task: Callable[[str, int], None] | None = None) -> None:
+        """``on_task(what, percent)`` hears the progress of every task waited for."""
         self.si = si
         self.content = si.RetrieveContent()
+        self.on_task = on_task
 
     # -- reading -----------------------------------------------------------
     def properties(self, objs: Iterable[vmodl.ManagedObject], kind: type,
@@ -162,6 +165,8 @@ class Driver:
         """Wait for a task; a fault becomes a BuildError naming ``what`` failed and why."""
         deadline = time.monotonic() + timeout
         last = -1
+        if on_progress is None and self.on_task is not None:
+            on_progress = lambda percent: self.on_task(what, percent)  # noqa: E731
         while True:
             info = self.properties([task], vim.Task, ["info.state", "info.progress",
                                                       "info.error", "info.result"])[task]
@@ -266,9 +271,11 @@ class Driver:
 
 
 @contextmanager
-def datacenter_session(settings: VSphereSettings) -> Iterator[tuple[Driver, vim.Datacenter]]:
+def datacenter_session(settings: VSphereSettings,
+                       on_task: Callable[[str, int], None] | None = None,
+                       ) -> Iterator[tuple[Driver, vim.Datacenter]]:
     """Log in with ``settings`` and yield a driver and the configured datacenter;
     log out at the end. The shape of most vSphere work here."""
     with Session(settings) as si:
-        driver = Driver(si)
+        driver = Driver(si, on_task)
         yield driver, driver.datacenter(settings.datacenter)

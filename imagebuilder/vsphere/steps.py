@@ -45,7 +45,8 @@ class VSphereStep:
         plan: BuildPlan = state.plan
         settings = VSphereSettings.from_vars(plan.merged.values)
         vm_name = plan.merged.get("vm_name")
-        with datacenter_session(settings) as (driver, dc):
+        on_task = lambda what, pct: state.report(f"vsphere: {what} {pct}%")  # noqa: E731
+        with datacenter_session(settings, on_task) as (driver, dc):
             existing = driver.find_vm(dc, vm_name)
             if existing is not None and plan.options.force:
                 state.report(f"vsphere: replacing the existing {vm_name}")
