@@ -17,7 +17,7 @@ from .checkout import Checkout, find_checkout
 from .errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError
 from .knobs import Knobs
 from .plan import BuildOptions, BuildPlan, plan_build
-from .prerequisites import BASE_OF, needs_base, required_bases
+from .prerequisites import base_target, needs_base, required_bases
 from .progress import NullProgress, Progress
 from .scheduler import run_jobs
 from .vsphere.preflight import preflight
@@ -150,8 +150,8 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
     failed_bases = {r.target for r in results if not r.ok}
     runnable = []
     for plan in plans:
-        base = f"build-node-ova-{BASE_OF.get(plan.target.hypervisor.name)}-{plan.target.os_name}"
-        if interrupted or (needs_base(plan) and base in failed_bases):
+        base = base_target(plan.target).task_name("build") if needs_base(plan) else ""
+        if interrupted or base in failed_bases:
             why = "interrupted" if interrupted else f"its base {base} did not build"
             results.append(BuildResult(plan.target.task_name(action), action, SKIPPED, 0.0,
                                        str(plan.artifact_dir), str(plan.log_path),

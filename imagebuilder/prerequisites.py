@@ -27,9 +27,14 @@ def needs_base(plan: BuildPlan) -> bool:
     return bool(field) and plan.merged.origin.get(field) == "generated"
 
 
+def base_target(target: Target) -> Target:
+    """The base build a clone or vmx target starts from (same OS)."""
+    return Target(HYPERVISORS[BASE_OF[target.hypervisor.name]], target.os_name)
+
+
 def base_plan(plan: BuildPlan, force: bool = False) -> BuildPlan:
     """The plan of the base build that ``plan`` starts from."""
-    target = Target(HYPERVISORS[BASE_OF[plan.target.hypervisor.name]], plan.target.os_name)
+    target = base_target(plan.target)
     options = dataclasses.replace(plan.options, force=force or plan.options.force)
     return plan_build(plan.checkout, target, plan.knobs, "build", options=options)
 
