@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 import uuid
 
 import pytest
 from pyVmomi import vim
 from support import connect
-from test_ova_support import MiB, make_vmdk, write_manifest
+from test_ova_support import MiB, flip_byte_in_member, make_vmdk, write_manifest
 
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.ova import (
@@ -135,12 +134,8 @@ def test_efi_image_with_two_disks(vcsim, env, tmp_path):
 def test_a_corrupt_disk_aborts_the_import(vcsim, env, tmp_path):
     disk = make_vmdk(tmp_path / "d.vmdk", data=[(MiB, os.urandom(2 * MiB))])
     ova = assemble(plan_from_vmdks([disk], "ubuntu-2204", "v1.37.1", tmp_path / "out")).ova
-    with tarfile.open(ova) as tar:
-        offset = tar.getmember("ubuntu-2204-kube-v1.37.1-disk-0.vmdk").offset_data
-    data = bytearray(ova.read_bytes())
-    data[offset + 600_000] ^= 0x55
-    bad = tmp_path / "bad.ova"
-    bad.write_bytes(bytes(data))
+    bad = flip_byte_in_member(ova, "ubuntu-2204-kube-v1.37.1-disk-0.vmdk", 600_000,
+                              tmp_path / "bad.ova")
     with connect(vcsim) as si:
         with pytest.raises(BuildError, match="does not match the OVA's manifest"):
             import_ova(si, bad, unique("corrupt"), **PLACEMENT)

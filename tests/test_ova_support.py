@@ -174,3 +174,13 @@ def assert_no_partial_files(directory: Path) -> None:
     leftovers = [p.name for p in directory.iterdir() if p.name.startswith(".")] \
         if directory.exists() else []
     assert leftovers == []
+
+
+def flip_byte_in_member(ova: Path, member: str, at: int, target: Path) -> Path:
+    """A copy of ``ova`` with one byte of ``member`` changed, ``at`` bytes into it."""
+    with tarfile.open(ova) as tar:
+        offset = tar.getmember(member).offset_data
+    data = bytearray(ova.read_bytes())
+    data[offset + at] ^= 0x55
+    target.write_bytes(bytes(data))
+    return target

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import io
 
-from imagebuilder.progress import LineProgress, TqdmProgress, TqdmTaskProgress, default_progress
+from imagebuilder.progress import (
+    LineProgress,
+    TqdmProgress,
+    TqdmTaskProgress,
+    default_progress,
+)
 
 
 class FakeTerminal(io.StringIO):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
 
 import pytest
 from pyVmomi import vim
 from support import BIN, REPO, connect, objects, write_json
-from test_ova_support import MiB, make_vmdk
+from test_ova_support import MiB, flip_byte_in_member, make_vmdk
 
 from imagebuilder.ova import assemble, plan_from_vmdks
 from imagebuilder.vcsim import vsphere_config
@@ -58,12 +57,8 @@ def test_wrong_network_lists_the_available_ones(sim, tmp_path, ova):
 
 
 def test_upload_error_aborts_the_lease(sim, tmp_path, ova):
-    with tarfile.open(ova) as tar:
-        offset = tar.getmember("ubuntu-2404-kube-v1.37.1-disk-0.vmdk").offset_data
-    data = bytearray(ova.read_bytes())
-    data[offset + 700_000] ^= 0x42
-    bad = tmp_path / "bad.ova"
-    bad.write_bytes(bytes(data))
+    bad = flip_byte_in_member(ova, "ubuntu-2404-kube-v1.37.1-disk-0.vmdk", 700_000,
+                              tmp_path / "bad.ova")
     result = deploy(sim, tmp_path, str(bad), "--name", "broken")
     assert result.returncode == 1
     assert "does not match the OVA's manifest" in result.stderr
