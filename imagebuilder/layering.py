@@ -26,9 +26,6 @@ from .errors import InputError
 
 _REF = re.compile(r"\{\{\s*(user|env)\s+`([^`]+)`\s*\}\}")
 
-#: Roles a var file can play, in layering order.
-ROLES = ("common", "flags", "packer-common", "os", "hypervisor", "generated", "user")
-
 
 @dataclass(frozen=True)
 class VarLayer:

@@ -24,9 +24,6 @@ from .layering import read_var_file
 from .progress import Progress
 from .vcsim import Simulator, vsphere_config
 
-#: A VM of the simulator's default inventory, the clone source when none is given.
-MODEL_TEMPLATE = "DC0_C0_RP0_VM0"
-
 #: What a build against the simulator must change: no guest to talk to, no export.
 SIMULATOR_OVERRIDES = {"communicator": "none", "export_ovf": "false"}
 

@@ -59,7 +59,13 @@ def schema_problems(kind: str, data: dict, where: str) -> list[str]:
 
 def declared_variables(template: Path) -> dict[str, str]:
     """The user variables a Packer JSON template declares, with their defaults."""
-    return dict(json.loads(template.read_text()).get("variables", {}))
+    return dict(_declared(template, template.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _declared(template: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    # Planning a whole matrix reads the same template 78 times; read it once per change.
+    return tuple(json.loads(template.read_text()).get("variables", {}).items())
 
 
 def undeclared_problems(names: list[str], declared: Iterable[str], where: str) -> list[str]:

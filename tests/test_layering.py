@@ -86,13 +86,23 @@ def test_knobs_append_flags_like_the_makefile(checkout, tmp_path):
     assert not any(a.startswith("-color") for a in validate)  # only builds get -color
 
 
-def test_ansible_scp_extra_args(checkout):
+def test_ansible_scp_extra_args(checkout, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
     assert Knobs.from_env({"ANSIBLE_SCP_EXTRA_ARGS": "-T"}).ansible_scp_extra_args == "-T"
-    from imagebuilder.knobs import openssh_major_version
-    major = openssh_major_version()
-    expected = "-O" if major and major >= 9 else None
-    assert Knobs.from_env({}).ansible_scp_extra_args == expected
-    assert Knobs.from_env({}).packer_env({}).get("ANSIBLE_SCP_EXTRA_ARGS") == expected
+    # this machine's real OpenSSH (Debian 12 ships 9.2): its scp speaks SFTP, so -O
+    real = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr
+    assert real.startswith("OpenSSH_9"), real
+    assert Knobs.from_env({}).ansible_scp_extra_args == "-O"
+    assert Knobs.from_env({}).packer_env({})["ANSIBLE_SCP_EXTRA_ARGS"] == "-O"
+    # an OpenSSH 8 (not installable here) reports itself on stderr the same way
+    old = tmp_path / "bin" / "ssh"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'OpenSSH_8.4p1 Debian-5, OpenSSL 1.1.1n' >&2\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old.parent}:{shutil.which('sh').rsplit('/', 1)[0]}")
+    assert Knobs.from_env({}).ansible_scp_extra_args is None
+    assert "ANSIBLE_SCP_EXTRA_ARGS" not in Knobs.from_env({}).packer_env({})
 
 
 def test_secrets_never_on_argv(checkout, vsphere_ok):
