@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import BuildError, ImageBuilderError, InputError
+from .knobs import tool_path
 from .packer import PackerProcess, find_packer
 from .plan import BuildPlan, write_build_files
 from .render import render_install_files
@@ -48,7 +49,7 @@ def missing_tools(plans: list[BuildPlan]) -> list[str]:
     except InputError as exc:
         missing.append(exc.message)
     runs_ansible = any(not p.target.hypervisor.base for p in plans)
-    if runs_ansible and not shutil.which("ansible-playbook"):
+    if runs_ansible and not shutil.which("ansible-playbook", path=tool_path()):
         missing.append("ansible-playbook: not found; Packer's ansible provisioner needs it: "
                        "pip install ansible-core (into the environment you run from)")
     building = [p for p in plans if p.action == "build"]
@@ -70,15 +71,14 @@ def missing_tools(plans: list[BuildPlan]) -> list[str]:
 
 
 class PreflightStep:
-    """Checks the tools and takes the target's lock (one build per target at a time)."""
+    """Takes the target's lock (one build per target at a time). The tools and,
+    for vSphere, vCenter's objects were checked for every build of the run
+    before any started (api.run)."""
 
     name = "preflight"
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
-        problems = missing_tools([plan])
-        if problems:
-            raise InputError(f"{plan.target.name}: missing tools", problems)
         plan.work_dir.mkdir(parents=True, exist_ok=True)
         lock = open(plan.work_dir / ".lock", "w")
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .checkout import Checkout, find_checkout
 from .errors import EXIT_BAD_INPUT, EXIT_OK, InputError
-from .knobs import openssh_major_version
+from .knobs import openssh_major_version, tool_path
 from .packer import INSTALL_HINT, find_packer
 
 #: Packer first built in with everything the template uses (cd_files, vSphere export).
@@ -78,7 +78,7 @@ def check_packer(checkout: Checkout, init: bool = True) -> list[Check]:
 
 
 def check_ansible() -> Check:
-    path = shutil.which("ansible-playbook")
+    path = shutil.which("ansible-playbook", path=tool_path())
     if not path:
         return Check("ansible", False, "ansible-playbook not found: pip install ansible-core")
     version = _version(_run([path, "--version"]).stdout)

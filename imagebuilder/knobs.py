@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -18,6 +19,15 @@ TRUTHY = ("1",)
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip() in TRUTHY
+
+
+def tool_path(env: Mapping[str, str] | None = None) -> str:
+    """PATH, then the bin directory of the Python running us: tools installed
+    into a virtualenv (ansible-playbook) are found without activating it."""
+    env = os.environ if env is None else env
+    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    here = os.path.dirname(sys.executable)
+    return os.pathsep.join(parts if here in parts else parts + [here])
 
 
 def openssh_major_version(ssh: str | None = None) -> int | None:
@@ -127,6 +137,7 @@ class Knobs:
     def packer_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a Packer process: secrets travel here, not in argv."""
         env = dict(os.environ if base is None else base)
+        env["PATH"] = tool_path(env)  # Packer's ansible provisioner looks there
         env.setdefault("FLATCAR_CHANNEL", self.flatcar_channel)
         env.setdefault("FLATCAR_VERSION", self.flatcar_version)
         if self.ansible_scp_extra_args is not None:

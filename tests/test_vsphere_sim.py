@@ -85,3 +85,14 @@ def test_invoke_vcsim_serves_until_ctrl_c(vcsim_binary, tmp_path):
         out, _ = proc.communicate(timeout=30)
     assert f'PACKER_VAR_FILES="{target}' in out
     assert proc.returncode == 130
+
+
+def test_readme_main_job_without_an_activated_venv(vcsim_binary, tmp_path):
+    """README: `.venv/bin/invoke vcsim-build`, the venv not activated: ansible-playbook
+    (in the venv) must still be found, by our tool check and by Packer's provisioner."""
+    env = dict(os.environ, PATH="/usr/bin:/bin", IB_OUTPUT_DIR=str(tmp_path / "output"))
+    result = subprocess.run([str(BIN / "invoke"), "vcsim-build"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "node-ova-vsphere-base-ubuntu-2204: base is missing; building it first" in result.stdout
+    assert "  ubuntu-2204-kube-v1.37.1  (template)" in result.stdout
