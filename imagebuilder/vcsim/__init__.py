@@ -5,6 +5,13 @@ sources) once into a cache directory; ``Simulator`` runs it on a free local
 port; ``vsphere_config()`` gives the matching ``vsphere.json`` settings for
 the simulator's default inventory.
 
+Debian's simulator has no export. ``export.go`` adds ``ExportVm`` and
+``OvfManager.CreateDescriptor``; it must be compiled into the simulator
+package itself (it uses the package's NFC lease internals), so ``build()``
+copies Debian's simulator sources into a private GOPATH entry in the cache,
+placed before ``/usr/share/gocode``, adds ``export.go`` and routes the NFC
+handler's GET branch to it. Nothing of govmomi is kept in this repository.
+
     with Simulator() as sim:
         write_vsphere_json(sim, Path("vsphere.json"))
 """
@@ -25,10 +32,19 @@ from typing import Any
 from imagebuilder.errors import BuildError, InputError
 
 MAIN_GO = Path(__file__).with_name("main.go")
+#: Go files compiled into govmomi's simulator package.
+PACKAGE_GO = (Path(__file__).with_name("export.go"),)
 GOPATH = Path("/usr/share/gocode")
-GOVMOMI = GOPATH / "src/github.com/vmware/govmomi/simulator"
+SIMULATOR_IMPORT = "github.com/vmware/govmomi/simulator"
+GOVMOMI = GOPATH / "src" / SIMULATOR_IMPORT
 UUID = GOPATH / "src/github.com/google/uuid"
 APT_PACKAGES = "golang-go golang-github-vmware-govmomi-dev golang-github-google-uuid-dev"
+#: The NFC handler's GET branch in Debian's http_nfc_lease.go (0.24) copies the
+#: file into a nil writer; it is replaced by a call of export.go's serveNFCGet.
+NFC_GET = ("http_nfc_lease.go", "\t\tsrc = f\n",
+           "\t\tserveNFCGet(w, r, f) // imagebuilder: export.go\n\t\treturn\n")
+#: Binaries of other source versions unused for this long are removed.
+STALE_BINARY_SECONDS = 7 * 24 * 3600
 
 
 def default_cache_dir() -> Path:
@@ -38,42 +54,79 @@ def default_cache_dir() -> Path:
     return Path(base) / "imagebuilder"
 
 
-def build(cache_dir: Path | None = None) -> Path:
-    """Compile ``main.go`` once and return the path of the binary.
+def _sources_digest() -> str:
+    """A digest of everything compiled: our Go files and the govmomi file we patch."""
+    digest = hashlib.sha256()
+    nfc = GOVMOMI / NFC_GET[0]
+    for path in (MAIN_GO, *PACKAGE_GO, nfc):
+        digest.update(path.name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+        digest.update(b"\0")
+    digest.update("\0".join(NFC_GET).encode())
+    return digest.hexdigest()[:12]
 
-    The binary's name carries a hash of ``main.go``, so an edited source is
-    rebuilt (and older builds removed) while an existing binary is reused. It
-    is compiled under a temporary name and renamed into place, so parallel
-    callers never see a partial file.
+
+def _private_gopath(root: Path) -> Path:
+    """A GOPATH entry holding Debian's govmomi with the simulator package copied
+    and our files added to it; the rest of govmomi is linked, not copied (Go
+    looks a package up in the first GOPATH entry that has its directory)."""
+    package = root / "src" / SIMULATOR_IMPORT
+    package.parent.mkdir(parents=True)
+    for entry in GOVMOMI.parent.iterdir():
+        if entry.name != GOVMOMI.name:
+            (package.parent / entry.name).symlink_to(entry)
+    shutil.copytree(GOVMOMI, package, ignore=shutil.ignore_patterns("*_test.go", "testdata"))
+    for source in PACKAGE_GO:
+        shutil.copyfile(source, package / source.name)
+    name, old, new = NFC_GET
+    target = package / name
+    text = target.read_text()
+    if text.count(old) != 1:
+        raise BuildError(f"Cannot add export to the vCenter simulator: {GOVMOMI / name} is not "
+                         f"the version imagebuilder knows (expected one {old.strip()!r} in its "
+                         "NFC handler's GET branch); adapt NFC_GET in imagebuilder/vcsim/__init__.py")
+    target.write_text(text.replace(old, new))
+    return root
+
+
+def build(cache_dir: Path | None = None) -> Path:
+    """Compile the simulator once and return the path of the binary.
+
+    The binary's name carries a digest of every source we compile (``main.go``,
+    ``export.go`` and the govmomi file we patch), so an edited source is rebuilt
+    while an existing binary is reused; binaries of other versions unused for a
+    week are removed (several checkouts may share the cache). It is compiled
+    under a temporary name and renamed into place, so parallel callers never
+    see a partial file.
     Raises ``InputError`` when Go or the govmomi sources are missing and
     ``BuildError`` (with Go's output) when compiling fails.
     """
-    source = MAIN_GO.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:12]
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    binary = cache / f"vcsim-{digest}"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-
     go = shutil.which("go")
     missing = [what for what, ok in (("the go compiler", go),
                                      (f"the govmomi sources ({GOVMOMI})", GOVMOMI.is_dir()),
                                      (f"the uuid sources ({UUID})", UUID.is_dir())) if not ok]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    binary = cache / f"vcsim-{_sources_digest()}"
+    if binary.is_file() and os.access(binary, os.X_OK):
+        os.utime(binary)  # in use: not stale
+        return binary
     if missing:
         raise InputError(
             f"Cannot build the vCenter simulator: missing {', '.join(missing)}. "
             f"Install them with: sudo apt-get install {APT_PACKAGES}")
 
     cache.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, GOPATH=str(GOPATH), GO111MODULE="off")
-    if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
-        env["GOCACHE"] = str(cache / "go-build")
     fd, tmp = tempfile.mkstemp(prefix=f".{binary.name}-", dir=cache)
     os.close(fd)
     try:
-        result = subprocess.run([go, "build", "-o", tmp, str(MAIN_GO)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, check=False)
+        with tempfile.TemporaryDirectory(prefix=".gopath-", dir=cache) as gopath:
+            private = _private_gopath(Path(gopath))
+            env = dict(os.environ, GOPATH=f"{private}{os.pathsep}{GOPATH}", GO111MODULE="off")
+            if not any(env.get(k) for k in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+                env["GOCACHE"] = str(cache / "go-build")
+            result = subprocess.run([go, "build", "-o", tmp, str(MAIN_GO)], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, check=False)
         if result.returncode != 0:
             raise BuildError(f"Building the vCenter simulator from {MAIN_GO} failed "
                              f"(go exited with {result.returncode}):\n{result.stdout.strip()}")
@@ -82,9 +135,13 @@ def build(cache_dir: Path | None = None) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    for old in cache.glob("vcsim-*"):  # builds of earlier versions of main.go
-        if old != binary:
-            old.unlink(missing_ok=True)
+    stale = time.time() - STALE_BINARY_SECONDS
+    for old in cache.glob("vcsim-*"):  # builds of other versions of the sources
+        try:
+            if old != binary and old.stat().st_mtime < stale:
+                old.unlink()
+        except FileNotFoundError:
+            pass
     return binary
 
 
@@ -100,7 +157,7 @@ class Simulator:
     def __init__(self, username: str = "user", password: str = "pass",
                  binary: Path | None = None, cache_dir: Path | None = None,
                  timeout: float = 30.0, model: dict[str, int] | None = None,
-                 power_off_after: float = 0.0) -> None:
+                 power_off_after: float = 0.0, fail_export_get: bool = False) -> None:
         """``model`` sets the inventory size by the Go program's flags, for
         example ``{"dc": 1, "cluster": 1, "host": 3, "standalone-host": 1,
         "vm": 2, "ds": 1, "pg": 1}`` (these are the defaults).
@@ -108,7 +165,10 @@ class Simulator:
         ``power_off_after`` (seconds, 0 = never): power off each VM that
         long after it is powered on, as a guest does at the end of an
         unattended install; Packer's vsphere-iso with ``"communicator":
-        "none"`` waits for that shutdown."""
+        "none"`` waits for that shutdown.
+
+        ``fail_export_get``: every export download (the NFC GET of a disk)
+        sends half of the disk and then breaks the connection."""
         self.username = username
         self.password = password
         self.binary = binary
@@ -116,6 +176,7 @@ class Simulator:
         self.timeout = timeout
         self.model = dict(model or {})
         self.power_off_after = power_off_after
+        self.fail_export_get = fail_export_get
         self.url = ""
         self.host = ""
         self.pid: int | None = None
@@ -141,6 +202,8 @@ class Simulator:
             args += [f"-{flag}", str(int(value))]
         if self.power_off_after > 0:
             args += ["-power-off-after", f"{int(self.power_off_after * 1000)}ms"]
+        if self.fail_export_get:
+            args.append("-fail-export-get")
         with open(stderr_path, "wb") as stderr:
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=stderr)

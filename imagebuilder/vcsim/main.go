@@ -1,7 +1,9 @@
 // Command vcsim runs an in-memory vCenter (govmomi's simulator, VPX model)
 // for tests and local trials of the image builder.
 //
-// Build: GOPATH=/usr/share/gocode GO111MODULE=off go build -o vcsim main.go
+// Build: imagebuilder.vcsim.build() (python -m imagebuilder vcsim-build builds
+// it too): GOPATH=<private copy of Debian's govmomi simulator with export.go
+// added>:/usr/share/gocode GO111MODULE=off go build -o vcsim main.go
 //
 // Once it serves, it writes -ready-file (JSON with url, host, username,
 // password, pid), and it runs until SIGTERM or SIGINT.
@@ -9,6 +11,9 @@
 // With -power-off-after D, every VM powered on after start is powered off D
 // later, as a guest does at the end of an unattended install: Packer's
 // vsphere-iso with "communicator": "none" waits for that shutdown.
+//
+// VMs can be exported (ExportVm, OvfManager.CreateDescriptor: export.go);
+// with -fail-export-get every export download breaks half-way, for tests.
 package main
 
 import (
@@ -99,6 +104,8 @@ func main() {
 	flag.IntVar(&model.Machine, "vm", model.Machine, "virtual machines per resource pool")
 	flag.IntVar(&model.Datastore, "ds", model.Datastore, "datastores")
 	flag.IntVar(&model.Portgroup, "pg", model.Portgroup, "distributed port groups per datacenter")
+	flag.BoolVar(&simulator.ExportFailHalfway, "fail-export-get", false,
+		"break every export download (NFC GET) half-way, as a failing network would")
 	flag.Parse()
 	log.SetPrefix("vcsim: ")
 	log.SetFlags(0)
@@ -107,6 +114,7 @@ func main() {
 		log.Fatalf("creating the model: %v", err)
 	}
 	defer model.Remove() // the datastores' temporary directories
+	defer simulator.RemoveExportFiles()
 
 	model.Service.TLS = new(tls.Config)
 	model.Service.RegisterEndpoints = true
