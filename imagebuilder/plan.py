@@ -126,16 +126,14 @@ class BuildPlan:
 
     @property
     def exports(self) -> bool:
-        """Whether Packer exports the VM (OVF + disks) for the OVA; vSphere builds
-        with ``export_ovf`` false leave only the VM or template in vCenter."""
-        hv = self.target.hypervisor
-        return not hv.base and not (hv.vsphere and not is_true(self.merged.get("export_ovf", "true")))
+        """Whether Packer exports the VM (OVF + disks) for the OVA: every build
+        but the base images, which stay a VM (local) or a template (vSphere)."""
+        return not self.target.hypervisor.base
 
     @property
     def builder(self) -> str:
         """The template's builder for this plan (``-only``)."""
-        hv = self.target.hypervisor
-        return hv.builder if self.exports or not hv.vsphere or hv.base else f"{hv.builder}-noexport"
+        return self.target.hypervisor.builder
 
     @property
     def template(self) -> Path:
@@ -288,9 +286,11 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         generated["source_path"] = str(_base_vmx(output_root, build_name))
     if knobs.vsphere_password and hv.vsphere:
         generated["password"] = knobs.vsphere_password
-    # Generated values fill in; they never override what a var file or flag sets.
+    # Generated values fill in; they never override what a var file or flag sets
+    # (a template default such as ib_python's "python3" is not set by anyone).
     generated = {k: v for k, v in generated.items()
-                 if not merged.get(k) or (k == "password" and knobs.vsphere_password)}
+                 if not merged.get(k) or merged.origin.get(k) == TEMPLATE_DEFAULTS
+                 or (k == "password" and knobs.vsphere_password)}
     # Packer reads the generated file before PACKER_VAR_FILES and -var flags:
     # where one of those sets a key, even to "", that value is what Packer uses.
     later = {_rel(checkout, l.path) for l in user_layers} | {"PACKER_FLAGS -var"}

@@ -2,7 +2,10 @@
 
 The simulator (``imagebuilder.vcsim``) answers the vSphere API like a
 vCenter, with an inventory of its own and no guests: Packer runs with
-``communicator: none`` and without export (the simulator has no ExportVm).
+``communicator: none``. It exports like a vCenter (ExportVm, CreateDescriptor;
+the disks are generated, mostly empty streamOptimized VMDKs of the VM's disk
+sizes), so vSphere builds end with an OVA, which ``build_against_simulator``
+verifies and deploys back into the simulator as a template.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from .layering import read_var_file
 from .progress import Progress
 from .vcsim import Simulator, vsphere_config
 
-#: What a build against the simulator must change: no guest to talk to, no export.
-SIMULATOR_OVERRIDES = {"communicator": "none", "export_ovf": "false"}
+#: What a build against the simulator must change: no guest to talk to.
+SIMULATOR_OVERRIDES = {"communicator": "none"}
+
+#: Suffix of the template an OVA of the run is deployed back as.
+DEPLOYED_SUFFIX = "-ova"
 
 
 def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
@@ -90,11 +96,37 @@ def inventory(sim: Simulator) -> list[tuple[str, bool]]:
         Disconnect(si)
 
 
+def deploy_outputs(report: api.RunReport, vsphere_json: Path,
+                   out: IO[str]) -> list[tuple[Path, str]]:
+    """Close the loop for each build of ``report`` that left an OVA: verify it
+    (``ova-verify``) and deploy it into the simulator as a template (``deploy-ova``)
+    named after it with DEPLOYED_SUFFIX. Returns (OVA, template name) pairs."""
+    from .ova import verify_ova
+    from .vsphere.deploy import deploy_ova
+    from .vsphere.session import VSphereSettings
+
+    settings = VSphereSettings.from_vars(read_var_file(vsphere_json), env={})
+    done = []
+    for result in report.results:
+        if not result.ok:
+            continue
+        for ova in sorted(Path(result.artifact_dir).glob("*.ova")):
+            verify_ova(ova)
+            print(f"\nOVA: {ova} (verified; sha256 in {ova.name}.sha256)", file=out)
+            name = ova.stem + DEPLOYED_SUFFIX
+            deploy_ova(settings, ova, name, template=True,
+                       report=lambda text: print(f"  deploy-ova: {text}", file=out))
+            print(f"deployed into the simulator as template {name}", file=out)
+            done.append((ova, name))
+    return done
+
+
 def build_against_simulator(targets: list[Target], jobs: int | None = 1,
                             progress: Progress | None = None, out: IO[str] | None = None,
                             checkout: Checkout | None = None,
                             knobs: Knobs | None = None) -> api.RunReport:
-    """Start the simulator, run ``targets`` against it, show what they left, stop it.
+    """Start the simulator, run ``targets`` against it, deploy the OVAs they
+    made back into it as templates, show what is there, stop it.
 
     The simulator's var files come after any PACKER_VAR_FILES, so a
     vsphere.json aimed at a real vCenter cannot send the run there.
@@ -109,6 +141,7 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
         knobs = dataclasses.replace(knobs, packer_var_files=knobs.packer_var_files + files)
         report = api.run(targets, "build", jobs=jobs, progress=progress, out=out,
                          checkout=checkout, knobs=knobs)
+        deploy_outputs(report, files[0], out)
         print("\nVMs and templates in the simulator now:", file=out)
         for name, template in inventory(sim):
             print(f"  {name}{'  (template)' if template else ''}", file=out)

@@ -169,15 +169,30 @@ def test_target_names_parse_with_overlapping_hypervisors(checkout):
     assert Target(HYPERVISORS["local"], "flatcar").task_name("clean") == "clean-node-ova-local-flatcar"
 
 
-def test_export_ovf_false_selects_the_noexport_builder(checkout, vsphere_ok, tmp_path):
-    off = write_json(tmp_path / "off.json", {"export_ovf": "false"})
-    env = {"PACKER_VAR_FILES": f"{vsphere_ok} {off}"}
-    for hv in ("vsphere", "vsphere-clone"):
-        argv = plan_for(checkout, f"node-ova-{hv}-ubuntu-2204", env).argv()
-        builder = {"vsphere": "vsphere-iso", "vsphere-clone": "vsphere-clone"}[hv]
-        assert f"-only={builder}-noexport" in argv and "-except=ova" in argv
-    argv = plan_for(checkout, "node-ova-local-ubuntu-2204", {"PACKER_VAR_FILES": str(off)}).argv()
-    assert "-only=vmware-iso" in argv and "-except=ova" not in argv
+def test_vsphere_builds_export_with_a_sha256_manifest(checkout, vsphere_ok, tmp_path):
+    """Like a real vCenter run: the exporting builder and the OVA post-processor; Packer's
+    export writes a sha256 manifest unless a var file asks otherwise (upstream's "none")."""
+    env = {"PACKER_VAR_FILES": str(vsphere_ok)}
+    for hv, builder in (("vsphere", "vsphere-iso"), ("vsphere-clone", "vsphere-clone")):
+        plan = plan_for(checkout, f"node-ova-{hv}-ubuntu-2204", env)
+        argv = plan.argv()
+        assert f"-only={builder}" in argv and "-except=ova" not in argv
+        assert plan.merged.get("export_manifest") == "sha256"
+    base = plan_for(checkout, "node-ova-vsphere-base-ubuntu-2204", env).argv()
+    assert "-only=vsphere-iso-base" in base and "-except=ova" in base
+    none = write_json(tmp_path / "none.json", {"export_manifest": "none"})
+    plan = plan_for(checkout, "node-ova-vsphere-ubuntu-2204",
+                    {"PACKER_VAR_FILES": f"{vsphere_ok} {none}"})
+    assert plan.merged.get("export_manifest") == "none"
+    from imagebuilder.errors import InputError
+    for name, value in (("md5.json", {"export_manifest": "md5"}),
+                        ("old.json", {"export_ovf": "false"})):
+        bad = write_json(tmp_path / name, value)
+        with pytest.raises(InputError) as info:
+            plan_for(checkout, "node-ova-vsphere-ubuntu-2204",
+                     {"PACKER_VAR_FILES": f"{vsphere_ok} {bad}"})
+        assert any(str(bad) in problem and next(iter(value)) in problem
+                   for problem in info.value.problems), info.value.problems
 
 
 def test_a_later_empty_value_hides_a_generated_default(checkout, vsphere_ok, tmp_path):

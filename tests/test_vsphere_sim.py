@@ -30,8 +30,8 @@ def sim(fresh_vcsim):
 
 def sim_var_files(sim, tmp_path, **overrides) -> str:
     vsphere = write_vsphere_json(sim, tmp_path / "sim-vsphere.json", **overrides)
-    # The simulator's VMs have no guest, and it cannot export (no ExportVm).
-    none = write_json(tmp_path / "sim.json", {"communicator": "none", "export_ovf": "false"})
+    # The simulator's VMs have no guest to talk to.
+    none = write_json(tmp_path / "sim.json", {"communicator": "none"})
     return f"{vsphere} {none}"
 
 
