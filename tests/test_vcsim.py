@@ -5,10 +5,17 @@ Real processes and a real vSphere API client (pyvmomi), no mocks.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
+import ssl
 import stat
+import subprocess
 import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -18,6 +25,8 @@ from support import connect, objects
 
 from imagebuilder import vcsim as vcsim_module
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.ova.ovf import parse_ovf
+from imagebuilder.ova.vmdk import read_vmdk
 from imagebuilder.vcsim import Simulator, vsphere_config, write_vsphere_json
 
 
@@ -143,3 +152,154 @@ def test_build_failure_shows_go_output(vcsim_binary: Path, tmp_path: Path,
     with pytest.raises(BuildError, match="undefined: undefinedThing"):
         vcsim_module.build(tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []  # no partial binary left
+
+
+# --- export: ExportVm, the NFC GET of its disks, CreateDescriptor ---------------------------
+
+def _export(si, vm_name: str, capacity_kb: int | None = None):
+    """Power off a model VM (optionally resizing its disk) and open an export lease."""
+    vm = objects(si, vim.VirtualMachine)[vm_name]
+    if vm.runtime.powerState != "poweredOff":
+        WaitForTask(vm.PowerOffVM_Task())
+    if capacity_kb is not None:
+        disk = next(d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
+        disk.capacityInKB = capacity_kb
+        disk.capacityInBytes = capacity_kb * 1024
+        change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
+        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])))
+    lease = vm.ExportVm()
+    assert lease.state == "ready"
+    return vm, lease
+
+
+def _get(sim: Simulator, device_url) -> bytes:
+    url = device_url.url.replace("*", sim.host, 1)
+    with urllib.request.urlopen(url, context=ssl._create_unverified_context(), timeout=30) as r:
+        return r.read()
+
+
+def _qemu_img(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["qemu-img", *args], capture_output=True, text=True, check=False)
+
+
+needs_qemu_img = pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img is not installed")
+
+
+@pytest.mark.vcsim
+@needs_qemu_img
+def test_export_serves_stream_optimized_disks_of_the_vm_disk_size(vcsim_binary: Path,
+                                                                 tmp_path: Path) -> None:
+    capacity_kb = 3 * 1024 * 1024 + 40  # 3 GiB and a partial grain
+    with Simulator(binary=vcsim_binary) as sim, connect(sim) as si:
+        vm, lease = _export(si, "DC0_H0_VM0", capacity_kb)
+        assert lease.info.entity == vm and lease.info.totalDiskCapacityInKB == capacity_kb
+        [device] = lease.info.deviceUrl
+        assert device.disk and device.targetId == "disk-0.vmdk"
+        disk = tmp_path / "disk-0.vmdk"
+        disk.write_bytes(_get(sim, device))
+        assert disk.stat().st_size == device.fileSize
+        lease.HttpNfcLeaseProgress(100)
+        lease.HttpNfcLeaseComplete()
+        with pytest.raises(urllib.error.HTTPError) as gone:  # the lease is over
+            _get(sim, device)
+        assert gone.value.code == 404
+
+    check = _qemu_img("check", str(disk))
+    assert check.returncode == 0 and "No errors were found" in check.stdout, check
+    info = json.loads(_qemu_img("info", "--output=json", str(disk)).stdout)
+    assert info["virtual-size"] == capacity_kb * 1024
+    assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
+    ours = read_vmdk(disk)
+    assert ours.stream_optimized and ours.capacity == capacity_kb * 1024
+    raw = tmp_path / "disk.raw"
+    assert _qemu_img("convert", "-O", "raw", str(disk), str(raw)).returncode == 0
+    with open(raw, "rb") as fh:
+        assert fh.read(64).startswith(b"vcsim export of DC0_H0_VM0, disk 0")
+
+
+@pytest.mark.vcsim
+def test_export_needs_a_powered_off_vm(vcsim_binary: Path) -> None:
+    with Simulator(binary=vcsim_binary) as sim, connect(sim) as si:
+        vm = objects(si, vim.VirtualMachine)["DC0_H0_VM1"]
+        assert vm.runtime.powerState == "poweredOn"
+        with pytest.raises(vim.fault.InvalidPowerState):
+            vm.ExportVm()
+
+
+@pytest.mark.vcsim
+def test_fail_export_get_breaks_the_download_half_way_and_abort_ends_the_lease(
+        vcsim_binary: Path) -> None:
+    with Simulator(binary=vcsim_binary, fail_export_get=True) as sim, connect(sim) as si:
+        _, lease = _export(si, "DC0_H0_VM0")
+        [device] = lease.info.deviceUrl
+        url = device.url.replace("*", sim.host, 1)
+        with urllib.request.urlopen(url, context=ssl._create_unverified_context()) as r:
+            assert int(r.headers["Content-Length"]) == device.fileSize
+            with pytest.raises(http.client.IncompleteRead) as broken:
+                r.read()
+        assert len(broken.value.partial) == device.fileSize // 2
+        lease.HttpNfcLeaseAbort()
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            _get(sim, device)
+        assert gone.value.code == 404
+
+
+@pytest.mark.vcsim
+def test_create_descriptor_describes_the_vm_and_the_exported_files(vcsim_binary: Path) -> None:
+    with Simulator(binary=vcsim_binary) as sim, connect(sim) as si:
+        vm, lease = _export(si, "DC0_H0_VM0", 2 * 1024 * 1024)
+        [device] = lease.info.deviceUrl
+        files = [vim.OvfManager.OvfFile(deviceId=device.key, path="node-disk-0.vmdk",
+                                        size=device.fileSize)]
+        result = si.content.ovfManager.CreateDescriptor(
+            obj=vm, cdp=vim.OvfManager.CreateDescriptorParams(name="node", ovfFiles=files))
+        lease.HttpNfcLeaseComplete()
+        hardware, firmware, version = vm.config.hardware, vm.config.firmware, vm.config.version
+    parsed = parse_ovf(result.ovfDescriptor.encode(), "descriptor")
+    assert parsed.problems == [] and parsed.name == "node"
+    assert [(f.href, f.size) for f in parsed.files] == [("node-disk-0.vmdk", device.fileSize)]
+    assert [d.capacity for d in parsed.disks] == [2 * 1024 ** 3]
+    assert parsed.disks[0].file_ref == parsed.files[0].id
+    assert parsed.firmware == firmware and parsed.vmx == version
+    quantities = _virtual_quantities(result.ovfDescriptor)
+    assert quantities == {3: hardware.numCPU, 4: hardware.memoryMB}
+
+
+def _virtual_quantities(descriptor: str) -> dict[int, int]:
+    """ResourceType -> VirtualQuantity of a descriptor's CPU (3) and memory (4) items."""
+    rasd = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
+    out = {}
+    for item in ET.fromstring(descriptor).iter("{http://schemas.dmtf.org/ovf/envelope/1}Item"):
+        kind = int(item.findtext(f"{rasd}ResourceType"))
+        if kind in (3, 4):
+            out[kind] = int(item.findtext(f"{rasd}VirtualQuantity"))
+    return out
+
+
+def test_the_binary_name_covers_every_compiled_source(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    before = vcsim_module._sources_digest()
+    for name, original in (("PACKAGE_GO", vcsim_module.PACKAGE_GO),
+                           ("MAIN_GO", vcsim_module.MAIN_GO)):
+        sources = original if isinstance(original, tuple) else (original,)
+        edited = []
+        for source in sources:
+            copy = tmp_path / name / source.name
+            copy.parent.mkdir(exist_ok=True)
+            copy.write_text(source.read_text() + "\n// edited\n")
+            edited.append(copy)
+        monkeypatch.setattr(vcsim_module, name, tuple(edited) if isinstance(original, tuple)
+                            else edited[0])
+        assert vcsim_module._sources_digest() != before
+        monkeypatch.setattr(vcsim_module, name, original)
+    assert vcsim_module._sources_digest() == before
+
+
+@pytest.mark.vcsim
+def test_an_unknown_govmomi_nfc_handler_is_reported(vcsim_binary: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    name, _, new = vcsim_module.NFC_GET
+    monkeypatch.setattr(vcsim_module, "NFC_GET", (name, "\t\tno such line\n", new))
+    with pytest.raises(BuildError, match="is not the version imagebuilder knows"):
+        vcsim_module.build(tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # nothing left behind
