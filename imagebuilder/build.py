@@ -118,8 +118,8 @@ class RenderStep:
         for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
             path.unlink(missing_ok=True)
         created = state.data.get("created_artifact_dir")
-        if state.failed and created and created.is_dir() and not any(created.iterdir()):
-            created.rmdir()
+        if state.failed and created and created.is_dir():
+            shutil.rmtree(created)  # this build made it: at most a half-finished export
 
 
 class PackerStep:

@@ -96,3 +96,9 @@ def test_readme_main_job_without_an_activated_venv(vcsim_binary, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "node-ova-vsphere-base-ubuntu-2204: base is missing; building it first" in result.stdout
     assert "  ubuntu-2204-kube-v1.37.1  (template)" in result.stdout
+    # The whole loop: the clone's OVA on disk, verified, deployed back as a template.
+    ova = tmp_path / "output" / "ubuntu-2204-kube-v1.37.1" / "ubuntu-2204-kube-v1.37.1.ova"
+    assert ova.is_file() and ova.with_name(ova.name + ".sha256").is_file()
+    assert f"OVA: {ova} (verified; sha256 in {ova.name}.sha256)" in result.stdout
+    assert "deployed into the simulator as template ubuntu-2204-kube-v1.37.1-ova" in result.stdout
+    assert "  ubuntu-2204-kube-v1.37.1-ova  (template)" in result.stdout
