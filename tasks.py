@@ -230,7 +230,8 @@ def namespace() -> Collection:
     ns.add_task(_make("deps-ova", "Check Packer and its plugins, ansible, ovftool; "
                       "say what is missing.", deps_ova))
     ns.add_task(_make("vcsim-build", "Run builds against the embedded vCenter simulator "
-                      "(starts and stops it).", vcsim_build,
+                      "(starts and stops it), verify their OVAs and deploy them back as "
+                      "templates.", vcsim_build,
                       {"target": "comma-separated targets (default: "
                        "build-node-ova-vsphere-clone-ubuntu-2204)", "jobs": RUN_HELP["jobs"]}))
     ns.add_task(_make("vcsim", "Run the vCenter simulator in the foreground and write a "

@@ -198,7 +198,8 @@ def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
     lines += ["", "Helpers:",
               "  build-all [--hypervisor HV]".ljust(44) + "every OS of one hypervisor (default local)",
               "  deps-ova".ljust(44) + "check Packer, its builders/plugins, ansible, ovftool",
-              "  vcsim-build [--target T]".ljust(44) + "builds against the embedded vCenter simulator",
+              "  vcsim-build [--target T]".ljust(44) + "builds against the embedded vCenter simulator, "
+              "OVAs deployed back",
               "  vcsim [--vsphere-json PATH]".ljust(44) + "run the simulator, write a vsphere.json",
               "  image-cloudinit VM".ljust(44) + "give a vCenter VM cloud-init data (guestinfo)",
               "  image-ssh BUILD_DIR | image-ssh-vm VM".ljust(44) + "ssh into a built image",

@@ -53,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("targets", nargs="*")
     sp.add_argument("--all", action="store_true")
     sp.add_argument("--hypervisor")
-    sp = sub.add_parser("vcsim-build", help="run builds against the embedded vCenter simulator")
+    sp = sub.add_parser("vcsim-build", help="run builds against the embedded vCenter simulator, "
+                        "verify their OVAs and deploy them back as templates")
     sp.add_argument("targets", nargs="*", default=["build-node-ova-vsphere-clone-ubuntu-2204"])
     sp.add_argument("-j", "--jobs", type=_jobs, nargs="?", const=0, default=1)
     sp = sub.add_parser("render", help="write a target's install files and variables, no build")
