@@ -42,7 +42,7 @@ def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
     An empty ``template`` makes clone builds use the base template of their
     OS (built first when missing). The simulator has no console to type a
     boot command into and this machine may not reach the OS mirrors, so base
-    builds boot a small stand-in ISO with no boot command.
+    builds boot a small stand-in ISO with no boot command (and no wait for one).
     """
     directory.mkdir(parents=True, exist_ok=True)
     settings = {"template": template, "convert_to_template": "true",
@@ -58,7 +58,7 @@ def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
     write_private_json(overrides, dict(
         SIMULATOR_OVERRIDES, iso_url=iso.as_uri(), iso_checksum_type="sha256",
         iso_checksum=hashlib.sha256(iso.read_bytes()).hexdigest(),
-        boot_command_prefix="", boot_command_suffix=""))
+        boot_command_prefix="", boot_command_suffix="", boot_wait="1s"))
     return [vsphere_file, overrides]
 
 
