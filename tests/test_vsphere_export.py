@@ -21,7 +21,7 @@ from imagebuilder.ova.ovf import parse_ovf
 from imagebuilder.simulation import simulator_var_files
 from imagebuilder.vcsim import Simulator, vsphere_config
 
-pytestmark = [pytest.mark.vcsim, pytest.mark.packer,
+pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
               pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed")]
 
 K8S = "v1.37.1"
