@@ -141,7 +141,8 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
         knobs = dataclasses.replace(knobs, packer_var_files=knobs.packer_var_files + files)
         report = api.run(targets, "build", jobs=jobs, progress=progress, out=out,
                          checkout=checkout, knobs=knobs)
-        deploy_outputs(report, files[0], out)
+        if not report.interrupted:
+            deploy_outputs(report, files[0], out)
         print("\nVMs and templates in the simulator now:", file=out)
         for name, template in inventory(sim):
             print(f"  {name}{'  (template)' if template else ''}", file=out)

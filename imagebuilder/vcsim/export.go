@@ -113,6 +113,8 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 		label := fmt.Sprintf("vcsim export of %s, disk %d (%s)\n", vm.Name, n, exportDeviceID(vm, disk))
 		size, err := writeStreamOptimized(file, getDiskSize(disk), []byte(label))
 		if err != nil {
+			ctx.Session.Remove(ref) // as HttpNfcLeaseAbort does
+			nfcLease.Delete(ref)
 			body.Fault_ = Fault(err.Error(), &types.FileFault{File: file})
 			return body
 		}
