@@ -110,7 +110,26 @@ def list_members(path: Path) -> list[Member]:
         if m.offset + m.size > total:
             raise BuildError(f"{path}: truncated: member {m.name} needs {m.offset + m.size} "
                              f"bytes but the file has {total}")
+    _check_end_of_archive(path, members, total)
     return members
+
+
+def _check_end_of_archive(path: Path, members: list[Member], total: int) -> None:
+    """A tar ends with two zero blocks after the last member. Python's tarfile
+    reads an archive cut right after a member's data without complaint, so an
+    OVA that lost its last kilobyte (an interrupted copy) would pass."""
+    end = members[-1].offset + members[-1].size if members else 0
+    end += padding(end)
+    with open(path, "rb") as fh:
+        fh.seek(end)
+        tail = fh.read(2 * BLOCK)
+    if len(tail) < 2 * BLOCK:
+        raise BuildError(f"{path}: truncated: the two zero blocks that end a tar archive are "
+                         f"missing after byte {end} (the file has {total}); copy or download "
+                         "it again")
+    if tail.count(0) != len(tail):
+        raise BuildError(f"{path}: damaged: the bytes after the last member ({end}) are not "
+                         "the two zero blocks that end a tar archive")
 
 
 @dataclass(frozen=True)
