@@ -180,15 +180,32 @@ def preallocate(fd: int, size: int) -> None:
 
     Uses Linux's fallocate(2) directly: glibc's posix_fallocate writes zeros on
     filesystems without it (doubling the writes); here they just go without.
-    Raises OSError (ENOSPC, EDQUOT) when the space is not there.
+    Raises OSError (ENOSPC, EDQUOT) when the space is not there. Skipped on
+    tmpfs, which has no blocks to lay out and would zero every page first
+    (a second write of the whole OVA); a full tmpfs fails on the write.
     """
     fallocate = _libc_fallocate()
-    if fallocate is None or size <= 0:
+    if fallocate is None or size <= 0 or _on_tmpfs(fd):
         return
     if fallocate(fd, 0, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
         err = ctypes.get_errno()
         if err in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(err, os.strerror(err))
+
+
+TMPFS_MAGIC = 0x01021994
+
+
+def _on_tmpfs(fd: int) -> bool:
+    """fstatfs(2)'s f_type, the first field (a C long) of struct statfs."""
+    try:
+        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return False
+    buf = ctypes.create_string_buffer(256)
+    if fstatfs(fd, buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value == TMPFS_MAGIC
 
 
 def _libc_fallocate():
