@@ -256,12 +256,10 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
     single_read = bool(disks) and all(d.known for d in disks)
     if single_read:
         digests.update((d.name, d.known.lower()) for d in disks)
-        manifest = "".join(manifest_line(algorithm, n, digests[n])
-                           for n in listed).encode("ascii")
-    else:
-        width = digest_length(algorithm)
-        manifest = "".join(manifest_line(algorithm, n, "0" * width)
-                           for n in listed).encode("ascii")
+        manifest = _manifest(algorithm, listed, digests)
+    else:  # a placeholder of the same size, filled in at the end
+        manifest = _manifest(algorithm, listed, dict.fromkeys(listed,
+                                                              "0" * digest_length(algorithm)))
     mf_size = len(manifest)
     whole = hashlib.sha256() if single_read else None
     sources = []
@@ -279,7 +277,8 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
             expected = archive_size([len(ovf), mf_size] + [size for _, _, size in sources])
             preallocate(fd, expected)
             progress.begin(f"writing {shown or target.name}", total)
-            with HashPipeline(lanes=2 if whole else 1, buffers=4 if whole else 3) as pipe:
+            with HashPipeline(lanes=2 if single_read else 1,
+                              buffers=4 if single_read else 3) as pipe:
                 def emit(data: bytes) -> None:
                     _write_all(fd, data)
                     if whole is not None:
@@ -302,8 +301,7 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
             actual = {name: hasher.hexdigest() for name, hasher in hashers.items()}
             if whole is None:
                 digests.update(actual)
-                manifest = "".join(manifest_line(algorithm, n, digests[n])
-                                   for n in listed).encode("ascii")
+                manifest = _manifest(algorithm, listed, digests)
                 assert len(manifest) == mf_size
                 os.pwrite(fd, manifest, mf_offset)
             size = os.lseek(fd, 0, os.SEEK_END)
@@ -324,6 +322,10 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
         _compare_known(target, shown or target.name, disks, actual, algorithm)
     return WrittenOva(target, manifest, digests, size,
                       whole.hexdigest() if whole is not None else None)
+
+
+def _manifest(algorithm: str, names: list[str], digests: dict[str, str]) -> bytes:
+    return "".join(manifest_line(algorithm, n, digests[n]) for n in names).encode("ascii")
 
 
 def _compare_known(target: Path, shown: str, disks: Sequence[DiskFile],
