@@ -108,7 +108,8 @@ def _items(section) -> dict[str, list[ET.Element]]:
 
 
 def _config(element) -> dict[str, str]:
-    return {c.get(q(VMW, "key")): c.get(q(VMW, "value")) for c in element.iterfind(q(VMW, "Config"))}
+    return {c.get(q(VMW, "key")): c.get(q(VMW, "value"))
+            for c in element.iterfind(q(VMW, "Config"))}
 
 
 def test_devices_and_keys_a_vsphere_export_writes():
