@@ -137,3 +137,19 @@ def test_without_a_record_the_finished_ova_is_read_back(export_dir):
     assert [label for label, _ in passes.passes] == ["writing", "verifying"]
     assert passes.passes[1][1] == result.ova.stat().st_size
     assert result.sha256 == sha256(result.ova)
+
+
+class Interrupt(Passes):
+    """Ctrl-C in the middle of the writing pass."""
+
+    def advance(self, count: int) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_single_read_leaves_nothing(export_dir):
+    with pytest.raises(KeyboardInterrupt):
+        assemble_from_packer(export_dir, progress=Interrupt())
+    assert not (export_dir / f"{STEM}.ova").exists()
+    assert not (export_dir / f"{STEM}.ova.sha256").exists()
+    assert_no_partial_files(export_dir)
+    assert plan_from_packer(export_dir).known_digests   # Packer's record is untouched
