@@ -18,7 +18,10 @@ from pathlib import Path
 
 from invoke import Collection, Exit, Task
 
-from imagebuilder import api, deps, imagetest, simulation
+# Only what listing the tasks needs is imported here; the modules that pull in
+# pyVmomi and jsonschema (api, simulation, deps) are imported by the task that
+# runs (invoke --list stays fast; tests/test_ova_listing.py checks it).
+from imagebuilder import imagetest
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
 from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
@@ -60,6 +63,7 @@ def _jobs(c, jobs) -> int:
 
 def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
          fail_fast=False, stream=False, **options) -> None:
+    from imagebuilder import api
     progress = LineProgress() if stream else default_progress()
     report = api.run(targets, action, jobs=_jobs(c, jobs), fail_fast=fail_fast,
                      dry_run=dry_run, progress=progress, stream=stream,
@@ -78,6 +82,7 @@ def target_task(target: Target, action: str) -> Task:
     hv = target.hypervisor
     if action == "clean":
         def body(c):
+            from imagebuilder import api
             for path in api.clean([target]):
                 print(f"removed {path}")
         return _make(target.task_name(action),
@@ -107,6 +112,7 @@ def target_task(target: Target, action: str) -> Task:
 def hypervisor_all_task(hv_name: str) -> Task:
     def body(c, dry_run=False, jobs=None, fail_fast=False, stream=False, force=False,
              prepare_template=False, keep_on_failure=False, no_deps=False):
+        from imagebuilder import api
         _run(c, api.targets_of(hv_name), "build", dry_run, jobs, fail_fast, stream, force=force,
              prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
     return _make(f"build-node-ova-{hv_name}-all",
@@ -115,11 +121,13 @@ def hypervisor_all_task(hv_name: str) -> Task:
 
 def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, stream=False,
               force=False, prepare_template=False, keep_on_failure=False, no_deps=False):
+    from imagebuilder import api
     _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream, force=force,
          prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
 
 
 def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None):
+    from imagebuilder import api, simulation
     report = simulation.build_against_simulator(api.resolve_targets(target.split(",")),
                                                 jobs=_jobs(c, jobs), progress=default_progress())
     if report.exit_code:
@@ -127,6 +135,7 @@ def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None)
 
 
 def vcsim(c, vsphere_json="output/vcsim/vsphere.json"):
+    from imagebuilder import simulation
     simulation.serve(Path(vsphere_json).absolute())
 
 
@@ -189,6 +198,7 @@ def render(c, target, output):
 
 
 def deps_ova(c):
+    from imagebuilder import deps
     report = deps.check()
     print(report.text())
     if report.exit_code:
@@ -196,6 +206,7 @@ def deps_ova(c):
 
 
 def help_(c):
+    from imagebuilder import api
     print(api.help_text())
 
 

@@ -7,8 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import jinja2
-
 from .checkout import Checkout
 from .errors import BuildError, InputError
 
@@ -40,6 +38,7 @@ def user_data(path: Path, public_key_file: Path | None) -> bytes:
         return text
     if public_key_file is None:
         raise InputError(f"{path}: needs a public key; run `invoke cloudinit-keys` first")
+    import jinja2  # only rendering needs it, not listing the tasks
     template = jinja2.Template(text.decode(), undefined=jinja2.StrictUndefined,
                                keep_trailing_newline=True)
     return template.render(ssh_public_key=public_key_file.read_text().strip()).encode()

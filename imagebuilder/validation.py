@@ -11,16 +11,21 @@ import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import jsonschema
-from referencing import Registry, Resource
+if TYPE_CHECKING:
+    import jsonschema
+    from referencing import Registry
+
+# jsonschema is imported where a schema is first checked: listing the tasks
+# (invoke --list) reaches this module and must stay fast.
 
 SCHEMA_FILES = ("defs", "var-file", "os", "vsphere", "vmx")
 
 
 @lru_cache(maxsize=None)
 def _registry() -> Registry:
+    from referencing import Registry, Resource
     registry = Registry()
     for name in SCHEMA_FILES:
         text = resources.files("imagebuilder.schemas").joinpath(f"{name}.schema.json").read_text()
@@ -31,6 +36,7 @@ def _registry() -> Registry:
 
 @lru_cache(maxsize=None)
 def _validator(kind: str) -> jsonschema.protocols.Validator:
+    import jsonschema
     schema = _registry().get_or_retrieve(
         f"https://imagebuilder.local/schemas/{kind}.schema.json").value.contents
     cls = jsonschema.validators.validator_for(schema)

@@ -445,7 +445,8 @@ def small_disk(tmp_path):
 
 def test_a_full_disk(env, tmp_path, small_disk):
     """No room at all: refused before any work. Room for the disk but not the whole
-    OVA: the write fails at once (space is reserved first) and leaves nothing."""
+    OVA: the write fails (on tmpfs when it fills up; elsewhere at once, as space
+    is reserved first) and leaves nothing."""
     disk = make_vmdk(tmp_path / "d.vmdk", data=[(0, os.urandom(MiB))])
     small_disk.mkdir()
     assemble = (f"{sys.executable} -m imagebuilder ova assemble --vmdk {disk} --os ubuntu-2204 "

@@ -62,6 +62,7 @@ def vm_facts(si, vm) -> dict:
         "config.hardware.device", "config.hardware.numCPU", "config.hardware.memoryMB",
         "config.extraConfig", "network"])[vm]
     devices = props["config.hardware.device"]
+    by_key = {d.key: d for d in devices}
     return {
         "name": props["name"], "version": props["config.version"],
         "firmware": props["config.firmware"], "guest": props["config.guestId"],
@@ -77,6 +78,10 @@ def vm_facts(si, vm) -> dict:
                  if isinstance(d, vim.vm.device.VirtualEthernetCard)],
         "networks": sorted(n.name for n in props.get("network", [])),
         "extra": {o.key: o.value for o in props["config.extraConfig"]},
+        "ide": sorted(d.busNumber for d in devices
+                      if isinstance(d, vim.vm.device.VirtualIDEController)),
+        "cdroms": [(by_key[d.controllerKey].deviceInfo.label, d.unitNumber) for d in devices
+                   if isinstance(d, vim.vm.device.VirtualCdrom)],
     }
 
 
@@ -113,6 +118,11 @@ def test_bios_image_from_a_packer_build(vcsim, env, tmp_path, monkeypatch):
     assert facts["annotation"] == ("Cluster API vSphere image - Ubuntu 22.04 "
                                    f"{MARKUP} and Kubernetes v1.37.1")
     assert facts["extra"]["OWNER"] == MARKUP
+    # The CD-ROM drive hangs off the descriptor's IDE 0 (the simulator adds its own
+    # two IDE controllers to every VM; it ignores VMCI items and PCI slot keys).
+    assert len(facts["ide"]) == 4
+    assert len(facts["cdroms"]) == 1 and facts["cdroms"][0][1] == 0
+    assert facts["cdroms"][0][0].startswith("ide-")
     disk_member = verified.members[2]
     assert counted.passes[f"uploading {result.ova.name}"] == [disk_member.size] * 2
 
@@ -129,6 +139,7 @@ def test_efi_image_with_two_disks(vcsim, env, tmp_path):
     assert facts["guest"] == "rhel9_64Guest"
     assert facts["disks"] == [64 * MiB, 32 * MiB]
     assert facts["annotation"] == "Cluster API vSphere image - RHEL 9 and Kubernetes v1.37.1"
+    assert len(facts["cdroms"]) == 1
 
 
 def test_a_corrupt_disk_aborts_the_import(vcsim, env, tmp_path):

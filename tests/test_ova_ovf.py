@@ -12,6 +12,7 @@ from pyVmomi import vim
 from imagebuilder.errors import InputError
 from imagebuilder.ova.inputs import custom_properties, settings_from_catalog
 from imagebuilder.ova.ovf import (
+    CIM_OS_IDS,
     OVF,
     RASD,
     VMW,
@@ -99,6 +100,104 @@ def test_hardware_section():
     assert configs["firmware"] == "efi"
 
 
+def _items(section) -> dict[str, list[ET.Element]]:
+    items: dict[str, list[ET.Element]] = {}
+    for item in section.iterfind(q(OVF, "Item")):
+        items.setdefault(item.findtext(q(RASD, "ResourceType")), []).append(item)
+    return items
+
+
+def _config(element) -> dict[str, str]:
+    return {c.get(q(VMW, "key")): c.get(q(VMW, "value"))
+            for c in element.iterfind(q(VMW, "Config"))}
+
+
+def test_devices_and_keys_a_vsphere_export_writes():
+    """IDE controllers with a CD-ROM drive, VMCI, PCI slots, the disk's writeThrough,
+    the section's vmw:Config keys, the boot order and the vendor fields, laid out
+    as in upstream's descriptor captured from a vSphere export."""
+    root = ET.fromstring(build_ovf(image(), [OvfDisk("a.vmdk", 1, GiB),
+                                             OvfDisk("b.vmdk", 1, GiB)]))
+    system = root.find(q(OVF, "VirtualSystem"))
+    section = system.find(q(OVF, "VirtualHardwareSection"))
+    items = _items(section)
+    order = [(i.findtext(q(RASD, "InstanceID")), i.findtext(q(RASD, "ElementName")))
+             for i in section.iterfind(q(OVF, "Item"))]
+    assert order == [("1", "2 virtual CPU(s)"), ("2", "4096MB of memory"),
+                     ("3", "SCSI controller 0"), ("4", "IDE 1"), ("5", "IDE 0"),
+                     ("6", "Video card"), ("7", "VMCI device"), ("8", "Hard disk 1"),
+                     ("9", "Hard disk 2"), ("10", "Network adapter 1"), ("11", "CD/DVD drive 1")]
+    ide = {i.findtext(q(RASD, "ElementName")): i for i in items["5"]}
+    assert {n: i.findtext(q(RASD, "Address")) for n, i in ide.items()} == {"IDE 0": "0",
+                                                                           "IDE 1": "1"}
+    cdrom, = items["15"]
+    assert cdrom.findtext(q(RASD, "Parent")) == ide["IDE 0"].findtext(q(RASD, "InstanceID"))
+    assert cdrom.findtext(q(RASD, "AddressOnParent")) == "0"
+    assert cdrom.findtext(q(RASD, "ResourceSubType")) == "vmware.cdrom.remotepassthrough"
+    assert cdrom.get(q(OVF, "required")) == "false"
+    assert _config(cdrom) == {"backing.exclusive": "false",
+                              "connectable.allowGuestControl": "false"}
+    vmci, = items["1"]
+    assert vmci.findtext(q(RASD, "ResourceSubType")) == "vmware.vmci"
+    assert _config(vmci) == {"slotInfo.pciSlotNumber": "32",
+                             "allowUnrestrictedCommunication": "false"}
+    assert _config(items["6"][0]) == {"slotInfo.pciSlotNumber": "160"}
+    nic, = items["10"]
+    assert nic.findtext(q(RASD, "AddressOnParent")) == "7"
+    assert _config(nic)["slotInfo.pciSlotNumber"] == "192"
+    assert [_config(d) for d in items["17"]] == [{"backing.writeThrough": "false"}] * 2
+    assert _config(items["24"][0])["graphicsMemorySizeInKB"] == "262144"
+    keys = _config(section)
+    assert keys == {
+        "cpuHotAddEnabled": "false", "cpuHotRemoveEnabled": "false",
+        "memoryHotAddEnabled": "false", "firmware": "bios", "tools.syncTimeWithHost": "false",
+        "tools.afterPowerOn": "true", "tools.afterResume": "true",
+        "tools.beforeGuestShutdown": "true", "tools.beforeGuestStandby": "true",
+        "powerOpInfo.powerOffType": "soft", "powerOpInfo.resetType": "soft",
+        "powerOpInfo.suspendType": "hard", "powerOpInfo.standbyAction": "checkpoint",
+        "nestedHVEnabled": "false", "virtualICH7MPresent": "false",
+        "virtualSMCPresent": "false", "flags.vvtdEnabled": "false",
+        "flags.vbsEnabled": "false", "bootOptions.efiSecureBootEnabled": "false"}
+    boot = system.find(q(VMW, "BootOrderSection"))
+    assert boot.get(q(VMW, "type")) == "disk"
+    assert boot.get(q(VMW, "instanceId")) == "8"   # the first hard disk
+    assert boot.findtext(q(OVF, "Info"))
+    assert [c.tag for c in system].index(q(VMW, "BootOrderSection")) == \
+        [c.tag for c in system].index(q(OVF, "VirtualHardwareSection")) + 1
+    product = system.find(q(OVF, "ProductSection"))
+    assert [c.tag.split("}")[1] for c in product][:7] == [
+        "Info", "Product", "Vendor", "Version", "FullVersion", "VendorUrl", "Category"]
+    assert product.findtext(q(OVF, "Category")) == "Cluster API Provider (CAPI)"
+
+
+def test_descriptor_is_valid_against_the_ovf_envelope_rules():
+    """What the DMTF schema requires of these elements: every Item's rasd
+    children in CIM (alphabetical) order, unique InstanceIDs, every Parent and
+    HostResource resolving, a Section's Info first."""
+    root = ET.fromstring(build_ovf(image(hardware=VirtualHardware(19, 2, 4096, "lsilogic",
+                                                                  "e1000e", "efi")),
+                                   [OvfDisk("a.vmdk", 1, GiB)]))
+    section = root.find(f"{q(OVF, 'VirtualSystem')}/{q(OVF, 'VirtualHardwareSection')}")
+    ids = set()
+    disks = {d.get(q(OVF, "diskId")) for d in root.iter(q(OVF, "Disk"))}
+    for item in section.iterfind(q(OVF, "Item")):
+        rasd = [c.tag.split("}")[1] for c in item if c.tag.startswith(f"{{{RASD}}}")]
+        assert rasd == sorted(rasd)
+        assert [c.tag for c in item][len(rasd):] == [q(VMW, "Config")] * (len(item) - len(rasd))
+        ids.add(item.findtext(q(RASD, "InstanceID")))
+    for item in section.iterfind(q(OVF, "Item")):
+        if item.findtext(q(RASD, "Parent")):
+            assert item.findtext(q(RASD, "Parent")) in ids
+        host = item.findtext(q(RASD, "HostResource"))
+        if host:
+            assert host.removeprefix("ovf:/disk/") in disks
+    assert len(ids) == len(list(section.iterfind(q(OVF, "Item"))))
+    for sec in root.iter():
+        if sec.tag.endswith("Section"):
+            assert sec[0].tag == q(OVF, "Info"), sec.tag
+    assert _config(section)["firmware"] == "efi"
+
+
 def test_pvscsi_is_virtual_scsi():
     root = ET.fromstring(build_ovf(image(), [OvfDisk("a.vmdk", 1, GiB)]))
     subtypes = [e.text for e in root.iter(q(RASD, "ResourceSubType"))]
@@ -150,6 +249,7 @@ def test_every_catalog_os_gets_its_ids(checkout):
                   os_version=settings.distro_version),
             [OvfDisk("a.vmdk", 1, GiB)]), os_name)
         assert parsed.os_id == int(catalog["ovf_os_id"]), os_name
+        assert parsed.os_id == CIM_OS_IDS[parsed.os_type], os_name
         assert parsed.os_type == catalog["vsphere_guest_os_type"], os_name
         assert parsed.os_type in guest_ids, os_name
         assert parsed.firmware == catalog["firmware"], os_name

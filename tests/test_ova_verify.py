@@ -150,6 +150,29 @@ def test_not_a_tar_truncated_and_absent(ova, tmp_path):
     assert run_cli("ova", "verify", str(tmp_path / "absent.ova")).returncode == 2
 
 
+def test_missing_end_of_archive_blocks_without_a_sidecar(ova, tmp_path):
+    disk = member(ova, DISK0)
+    end = disk.offset_data + disk.size + (-disk.size % 512)
+    cut = tmp_path / "cut.ova"
+    cut.write_bytes(ova.read_bytes()[:end])   # every member whole, the two zero blocks gone
+    assert not cut.with_name(cut.name + ".sha256").exists()
+    with tarfile.open(cut) as tar:            # Python's tarfile alone does not notice
+        assert [m.name for m in tar.getmembers()] == [OVF, MF, DISK0]
+    with pytest.raises(BuildError, match=f"cut.ova: truncated: the two zero blocks that end a "
+                                         f"tar archive are missing after byte {end}"):
+        verify_ova(cut)
+    result = run_cli("ova", "verify", str(cut))
+    assert result.returncode == 1 and "truncated" in result.stderr
+    one = tmp_path / "one.ova"                # a single zero block is not enough either
+    one.write_bytes(ova.read_bytes()[:end + 512])
+    with pytest.raises(BuildError, match="one.ova: truncated"):
+        verify_ova(one)
+    junk = tmp_path / "tail.ova"
+    junk.write_bytes(ova.read_bytes()[:end] + bytes(512) + b"x" * 512)
+    with pytest.raises(BuildError, match="tail.ova: damaged: the bytes after the last member"):
+        verify_ova(junk)
+
+
 def test_sidecar_checksum(ova):
     sidecar = ova.with_name(ova.name + ".sha256")
     assert sidecar.read_text().split()[0] == verify_ova(ova).sha256

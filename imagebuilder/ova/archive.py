@@ -1,11 +1,17 @@
 """The OVA container: a ustar archive of bare-named regular files.
 
 ``write_ova`` lays out the descriptor, the manifest and the disks in that
-order and reads each disk once: its bytes are hashed on a worker thread
-while the main thread writes them into the archive. The manifest needs the
-disks' digests yet comes before them, so its member is written with a
-placeholder of the exact size and filled in once the disks are done; the
-whole archive's digest is taken afterwards, by the verification pass.
+order and reads each disk once. The manifest needs the disks' digests yet
+comes before them in the archive, so there are two ways to write it:
+
+* every disk's digest is known beforehand (Packer's export manifest): the
+  manifest is written first from those digests, and while the disk is copied
+  one worker thread hashes every byte of the OVA (its ``.sha256``) and
+  another re-hashes the disk; the disk's digest must equal the known one at
+  the end. Nothing is read twice.
+* a digest is unknown: the manifest member is written as a placeholder of the
+  exact size and filled in once the disks are done; the whole archive's
+  digest is then taken by a verification pass over the finished file.
 """
 
 from __future__ import annotations
@@ -110,25 +116,51 @@ def list_members(path: Path) -> list[Member]:
         if m.offset + m.size > total:
             raise BuildError(f"{path}: truncated: member {m.name} needs {m.offset + m.size} "
                              f"bytes but the file has {total}")
+    _check_end_of_archive(path, members, total)
     return members
+
+
+def _check_end_of_archive(path: Path, members: list[Member], total: int) -> None:
+    """A tar ends with two zero blocks after the last member. Python's tarfile
+    reads an archive cut right after a member's data without complaint, so an
+    OVA that lost its last kilobyte (an interrupted copy) would pass."""
+    end = members[-1].offset + members[-1].size if members else 0
+    end += padding(end)
+    with open(path, "rb") as fh:
+        fh.seek(end)
+        tail = fh.read(2 * BLOCK)
+    if len(tail) < 2 * BLOCK:
+        raise BuildError(f"{path}: truncated: the two zero blocks that end a tar archive are "
+                         f"missing after byte {end} (the file has {total}); copy or download "
+                         "it again")
+    if tail.count(0) != len(tail):
+        raise BuildError(f"{path}: damaged: the bytes after the last member ({end}) are not "
+                         "the two zero blocks that end a tar archive")
 
 
 @dataclass(frozen=True)
 class DiskFile:
-    """A disk going into the archive under ``name``, read from ``path``."""
+    """A disk going into the archive under ``name``, read from ``path``;
+    ``known`` is its digest (in the manifest's algorithm) when one is already
+    on record, ``known_from`` names that record for messages."""
 
     name: str
     path: Path
+    known: str | None = None
+    known_from: str = ""
 
 
 @dataclass(frozen=True)
 class WrittenOva:
-    """What ``write_ova`` wrote: the manifest text and each member's digest."""
+    """What ``write_ova`` wrote: the manifest text, each member's digest and,
+    when it was computed on the way (every disk digest known), the SHA-256 of
+    the whole archive."""
 
     path: Path
     manifest: bytes
     digests: dict[str, str]
     size: int
+    sha256: str | None = None
 
 
 def manifest_line(algorithm: str, name: str, hexdigest: str) -> str:
@@ -148,15 +180,32 @@ def preallocate(fd: int, size: int) -> None:
 
     Uses Linux's fallocate(2) directly: glibc's posix_fallocate writes zeros on
     filesystems without it (doubling the writes); here they just go without.
-    Raises OSError (ENOSPC, EDQUOT) when the space is not there.
+    Raises OSError (ENOSPC, EDQUOT) when the space is not there. Skipped on
+    tmpfs, which has no blocks to lay out and would zero every page first
+    (a second write of the whole OVA); a full tmpfs fails on the write.
     """
     fallocate = _libc_fallocate()
-    if fallocate is None or size <= 0:
+    if fallocate is None or size <= 0 or _on_tmpfs(fd):
         return
     if fallocate(fd, 0, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
         err = ctypes.get_errno()
         if err in (errno.ENOSPC, errno.EDQUOT):
             raise OSError(err, os.strerror(err))
+
+
+TMPFS_MAGIC = 0x01021994
+
+
+def _on_tmpfs(fd: int) -> bool:
+    """fstatfs(2)'s f_type, the first field (a C long) of struct statfs."""
+    try:
+        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return False
+    buf = ctypes.create_string_buffer(256)
+    if fstatfs(fd, buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value == TMPFS_MAGIC
 
 
 def _libc_fallocate():
@@ -191,17 +240,28 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
     names it in progress reports).
 
     Members in order: descriptor, manifest, disks. Each disk is read once;
-    its digest is computed while it is copied. Raises BuildError on a write
-    error (a full disk names the directory); the caller removes ``target``.
+    its digest is computed while it is copied. When every disk has a
+    ``known`` digest, the OVA's SHA-256 is computed on the way too, and a
+    disk whose digest differs from the known one fails the write (BuildError
+    naming the disk file and the record; ``target`` is removed). Raises
+    BuildError on a write error (a full disk names the directory); the caller
+    removes ``target``.
     """
     progress = progress or NoByteProgress()
     names = [ovf_name, mf_name] + [d.name for d in disks]
     if len(set(names)) != len(names):
         raise BuildError(f"{target.name}: two members would share a name: {names}")
+    listed = [ovf_name] + [d.name for d in disks]
     digests = {ovf_name: hashlib.new(algorithm, ovf).hexdigest()}
-    width = digest_length(algorithm)
-    mf_size = sum(len(manifest_line(algorithm, n, "0" * width)) for n in [ovf_name] +
-                  [d.name for d in disks])
+    single_read = bool(disks) and all(d.known for d in disks)
+    if single_read:
+        digests.update((d.name, d.known.lower()) for d in disks)
+        manifest = _manifest(algorithm, listed, digests)
+    else:  # a placeholder of the same size, filled in at the end
+        manifest = _manifest(algorithm, listed, dict.fromkeys(listed,
+                                                              "0" * digest_length(algorithm)))
+    mf_size = len(manifest)
+    whole = hashlib.sha256() if single_read else None
     sources = []
     try:
         for disk in disks:
@@ -217,25 +277,33 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
             expected = archive_size([len(ovf), mf_size] + [size for _, _, size in sources])
             preallocate(fd, expected)
             progress.begin(f"writing {shown or target.name}", total)
-            _write_all(fd, tar_header(ovf_name, len(ovf), mtime) + ovf +
-                       bytes(padding(len(ovf))))
-            _write_all(fd, tar_header(mf_name, mf_size, mtime))
-            mf_offset = os.lseek(fd, 0, os.SEEK_CUR)
-            _write_all(fd, bytes(mf_size + padding(mf_size)))
-            with HashPipeline(lanes=1, buffers=3) as pipe:
+            with HashPipeline(lanes=2 if single_read else 1,
+                              buffers=4 if single_read else 3) as pipe:
+                def emit(data: bytes) -> None:
+                    _write_all(fd, data)
+                    if whole is not None:
+                        pipe.feed(0, whole, data)   # lane 0 sees the OVA's bytes in order
+                emit(tar_header(ovf_name, len(ovf), mtime) + ovf + bytes(padding(len(ovf))))
+                emit(tar_header(mf_name, mf_size, mtime))
+                mf_offset = os.lseek(fd, 0, os.SEEK_CUR)
+                emit((manifest if whole is not None else bytes(mf_size)) +
+                     bytes(padding(mf_size)))
+                hashers = {}
                 for disk, fh, size in sources:
-                    hasher = new_hash(algorithm)
-                    _write_all(fd, tar_header(disk.name, size, mtime))
-                    _copy_hashing(fh, fd, size, hasher, pipe, progress, disk.path)
-                    pipe.drain()
-                    digests[disk.name] = hasher.hexdigest()
-                    _write_all(fd, bytes(padding(size)))
-            end = os.lseek(fd, 0, os.SEEK_CUR) + 2 * BLOCK
-            _write_all(fd, bytes(2 * BLOCK + padding(end, RECORD)))
-            manifest = "".join(manifest_line(algorithm, n, digests[n])
-                               for n in [ovf_name] + [d.name for d in disks]).encode("ascii")
-            assert len(manifest) == mf_size
-            os.pwrite(fd, manifest, mf_offset)
+                    hashers[disk.name] = new_hash(algorithm)
+                    emit(tar_header(disk.name, size, mtime))
+                    _copy_hashing(fh, fd, size, hashers[disk.name], pipe, progress, disk.path,
+                                  whole)
+                    emit(bytes(padding(size)))
+                end = os.lseek(fd, 0, os.SEEK_CUR) + 2 * BLOCK
+                emit(bytes(2 * BLOCK + padding(end, RECORD)))
+                pipe.drain()
+            actual = {name: hasher.hexdigest() for name, hasher in hashers.items()}
+            if whole is None:
+                digests.update(actual)
+                manifest = _manifest(algorithm, listed, digests)
+                assert len(manifest) == mf_size
+                os.pwrite(fd, manifest, mf_offset)
             size = os.lseek(fd, 0, os.SEEK_END)
             assert size == expected, (size, expected)
         except OSError as exc:
@@ -250,11 +318,32 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
     finally:
         for _, fh, _ in sources:
             fh.close()
-    return WrittenOva(target, manifest, digests, size)
+    if whole is not None:
+        _compare_known(target, shown or target.name, disks, actual, algorithm)
+    return WrittenOva(target, manifest, digests, size,
+                      whole.hexdigest() if whole is not None else None)
+
+
+def _manifest(algorithm: str, names: list[str], digests: dict[str, str]) -> bytes:
+    return "".join(manifest_line(algorithm, n, digests[n]) for n in names).encode("ascii")
+
+
+def _compare_known(target: Path, shown: str, disks: Sequence[DiskFile],
+                   actual: dict[str, str], algorithm: str) -> None:
+    """Every disk read must be the disk on record; else the OVA goes."""
+    wrong = [f"{d.path}: its {ALGORITHMS[algorithm]} digest is {actual[d.name]}, "
+             f"{d.known_from or 'the record'} says {d.known.lower()}; the disk changed or was "
+             "damaged after it was written" for d in disks if actual[d.name] != d.known.lower()]
+    if wrong:
+        target.unlink(missing_ok=True)
+        raise BuildError(f"{shown}: removed: a disk is not the one its digest describes; "
+                         "build or export it again", wrong)
 
 
 def _copy_hashing(src, fd: int, size: int, hasher, pipe: HashPipeline,
-                  progress: ByteProgress, shown: Path) -> None:
+                  progress: ByteProgress, shown: Path, whole=None) -> None:
+    """Copy ``size`` bytes from ``src`` to ``fd``; ``hasher`` gets them on the last
+    lane, ``whole`` (when given) on lane 0."""
     remaining = size
     while remaining:
         buf = pipe.next_buffer()
@@ -266,7 +355,9 @@ def _copy_hashing(src, fd: int, size: int, hasher, pipe: HashPipeline,
             raise BuildError(f"{shown}: the file became shorter while it was being read "
                              f"({size - remaining} of {size} bytes); is something writing it?")
         chunk = buf[:count]
-        pipe.feed(0, hasher, chunk)
+        if whole is not None:
+            pipe.feed(0, whole, chunk)
+        pipe.feed(pipe.lanes - 1, hasher, chunk)
         _write_all(fd, chunk)
         remaining -= count
         progress.advance(count)

@@ -9,6 +9,11 @@ problem before any work starts. ``assemble`` converts disks that are not
 streamOptimized, builds the descriptor, writes the OVA under a temporary
 name, verifies it, and only then renames it and its companions
 (``.ovf``, ``.mf``, ``.ova.sha256``) into place.
+
+When every disk's digest is on record (Packer's export manifest), each disk
+is read once: the OVA's digest and the disk's are computed while it is
+copied, and the verification skips its full read. Otherwise a second pass
+reads the finished OVA (``verify_ova``).
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from .archive import NAME_MAX, DiskFile, write_ova
 from .hashing import ALGORITHMS
 from .inputs import (
     BuildSettings,
+    KnownDigest,
     catalog_minimum_vmx,
     custom_properties,
     disks_of_build,
+    export_digests,
     read_packer_manifest,
     settings_from_catalog,
     settings_from_values,
@@ -129,6 +136,15 @@ class AssemblyPlan:
     extra_properties: list[tuple[str, str]] = field(default_factory=list)
     converter: Converter | None = None
     ovftool: str | None = None
+    known_digests: dict[Path, KnownDigest] = field(default_factory=dict)
+    """Disk path -> its digest on record (Packer's export manifest)."""
+
+    def known_digest(self, source: VmdkInfo) -> KnownDigest | None:
+        """The recorded digest of ``source`` when it is in the manifest's algorithm."""
+        known = self.known_digests.get(source.path)
+        if known is None or known.algorithm != self.options.manifest_algorithm:
+            return None
+        return known
 
     @property
     def names(self) -> ArtifactNames:
@@ -246,7 +262,9 @@ def plan_from_packer(build_dir: Path, options: AssembleOptions | None = None,
     data = build.custom_data
     min_vmx = catalog_minimum_vmx(checkout, data.get("build_name", ""))
     settings = settings_from_values(data, f"{build.manifest} custom_data", min_vmx)
-    return _plan(settings, sources, build_dir, options or AssembleOptions(), checkout)
+    plan = _plan(settings, sources, build_dir, options or AssembleOptions(), checkout)
+    plan.known_digests = export_digests(build, build_dir, sources)
+    return plan
 
 
 def plan_from_vmdks(vmdks: Sequence[Path], os_name: str, kubernetes_semver: str,
@@ -291,30 +309,45 @@ def assemble(plan: AssemblyPlan, progress: ByteProgress | None = None,
     with Staging() as staging:
         scratch = staging.directory(out, f"{names.stem}.work")
         disks: list[tuple[str, VmdkInfo, int]] = []
+        files: list[DiskFile] = []
         converted = []
         for index, source in enumerate(plan.sources):
             info = source
+            known = plan.known_digest(source)
             if not source.stream_optimized:
+                # No digest comes out of a conversion: qemu-img rewrites its grain
+                # tables at the start of the file while it writes, so this disk
+                # takes the path that verifies the finished OVA instead.
                 info = convert_to_stream_optimized(source, scratch / names.disk(index),
                                                    plan.converter, log)
                 converted.append(source.path.name)
+                known = None
             with open(info.path, "rb") as fh:
                 populated = populated_size(fh, 0, info.size, info.header)
             disks.append((names.disk(index), info, populated))
+            files.append(DiskFile(names.disk(index), info.path,
+                                  known.hexdigest if known else None,
+                                  str(known.source) if known else ""))
         ovf = build_ovf(plan.image(), [OvfDisk(name, info.size, info.capacity, populated)
                                        for name, info, populated in disks])
+        known_sums = None
         if plan.ovftool:
             ova_tmp = _run_ovftool(plan, ovf, disks, scratch, log)
             staging.adopt(ova_tmp, final["ova"])
         else:
             ova_tmp = staging.file_for(final["ova"])
-            log(f"writing {names.ova}")
+            single = all(f.known for f in files)
+            log(f"writing {names.ova}" + (" (disk digests from "
+                + ", ".join(sorted({f.known_from for f in files})) + ": one read of each disk)"
+                if single else ""))
             mtime = int(plan.settings.build_timestamp) if plan.settings.build_timestamp.isdigit() \
                 else int(time.time())
-            write_ova(ova_tmp, names.ovf, ovf, names.manifest,
-                      [DiskFile(name, info.path) for name, info, _ in disks],
-                      plan.options.manifest_algorithm, mtime, progress, names.ova)
-        verified = verify_ova(ova_tmp, progress, check_sidecar=False, shown=names.ova)
+            written = write_ova(ova_tmp, names.ovf, ovf, names.manifest, files,
+                                plan.options.manifest_algorithm, mtime, progress, names.ova)
+            if written.sha256 is not None:
+                known_sums = (written.sha256, written.digests)
+        verified = verify_ova(ova_tmp, progress, check_sidecar=False, shown=names.ova,
+                              digests=known_sums)
         staging.write(final["ovf"], verified.ovf_bytes)
         staging.write(final["manifest"], verified.manifest_bytes)
         staging.write(final["checksum"], f"{verified.sha256}  {names.ova}\n".encode())

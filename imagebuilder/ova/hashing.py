@@ -48,6 +48,7 @@ class HashPipeline:
     """
 
     def __init__(self, lanes: int, buffers: int = 4, chunk: int = CHUNK) -> None:
+        self.lanes = lanes
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"ova-hash-{i}")
                        for i in range(lanes)]
         self._buffers = [memoryview(bytearray(chunk)) for _ in range(buffers)]
@@ -63,8 +64,8 @@ class HashPipeline:
         self._current = slot
         return self._buffers[slot]
 
-    def feed(self, lane: int, hasher: Any, chunk: memoryview) -> None:
-        """Hash ``chunk`` (a slice of the current buffer) on ``lane``."""
+    def feed(self, lane: int, hasher: Any, chunk: memoryview | bytes) -> None:
+        """Hash ``chunk`` (a slice of the current buffer, or immutable bytes) on ``lane``."""
         if len(chunk):
             self._pending[self._current].append(self._pools[lane].submit(hasher.update, chunk))
 

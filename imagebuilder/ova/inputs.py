@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..knobs import Knobs
 from ..layering import merge, packer_string, read_var_file
 from ..validation import declared_variables
+from .manifest import parse_manifest
 from .ovf import VirtualHardware, xml_text_problem
 from .vmdk import VmdkInfo, is_disk_extent_only, read_vmdk
 
@@ -200,6 +201,56 @@ def disks_of_build(build: PackerBuild, build_dir: Path) -> list[VmdkInfo]:
                          + ": not a VMDK with a descriptor, nor an extent a listed disk names "
                          "(damaged, or a raw file?)")
     return disks
+
+
+@dataclass(frozen=True)
+class KnownDigest:
+    """A disk's digest on record before we read it, and where it is recorded."""
+
+    algorithm: str
+    hexdigest: str
+    source: Path
+
+
+def export_digests(build: PackerBuild, build_dir: Path,
+                   disks: list[VmdkInfo]) -> dict[Path, KnownDigest]:
+    """The digests a Packer vSphere export recorded for ``disks``.
+
+    The export (``export.manifest``: sha1, sha256 or sha512) writes
+    ``<name>.mf`` beside the disks with a ``SHA256(<disk>)= <hex>`` line per
+    disk, hashed while it downloaded them. Only a manifest written after the
+    disk counts: an older one (an earlier run's, or the ``.mf`` our own
+    assembly leaves under the same name) describes an earlier disk. The newest
+    manifest that lists a disk wins; unreadable lines are skipped.
+    """
+    build_dir = Path(build_dir)
+    candidates = {(p if p.is_absolute() else build_dir / p) for p in build.files
+                  if p.suffix.lower() == ".mf"}
+    for disk in disks:
+        candidates.update(disk.path.parent.glob("*.mf"))
+    manifests = []
+    for path in candidates:
+        try:
+            manifests.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue
+    found: dict[Path, KnownDigest] = {}
+    for mtime, path in sorted(manifests, reverse=True):
+        try:
+            entries = parse_manifest(path.read_text(errors="replace"), str(path)).entries
+        except OSError:
+            continue
+        for disk in disks:
+            entry = entries.get(disk.path.name)
+            if disk.path in found or entry is None:
+                continue
+            try:
+                if disk.path.stat().st_mtime_ns > mtime:
+                    continue
+            except OSError:
+                continue
+            found[disk.path] = KnownDigest(entry[0], entry[1], path)
+    return found
 
 
 def settings_from_catalog(checkout: Checkout, os_name: str, kubernetes_semver: str,

@@ -26,6 +26,23 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NAMESPACES = {"xmlns": OVF, "xmlns:cim": CIM, "xmlns:ovf": OVF, "xmlns:rasd": RASD,
               "xmlns:vmw": VMW, "xmlns:vssd": VSSD, "xmlns:xsi": XSI}
 
+#: CIM_OperatingSystem.OsType (the OperatingSystemSection's ovf:id) for the vSphere
+#: guest ids of the OS catalog; ``ova/<os>.json`` ``ovf_os_id`` must agree (tested).
+#: Sources: upstream's image-build-ova.py id map, used with its descriptor captured
+#: from a vSphere export (ubuntu64Guest 94, rhel9_64Guest 80, vmwarePhoton64Guest 36,
+#: other4xLinux64Guest 100); VMware's open-vmdk ova-compose (os_cim 36 with
+#: vmwarePhoton64Guest in its tests, and 100 / other4xLinux64Guest as its defaults);
+#: DMTF CIM_OperatingSystem.OsType (36 LINUX, 80 RedHat Enterprise Linux 64-Bit,
+#: 94 Ubuntu 64-Bit, 100 Linux 2.6.x 64-Bit, 101 Linux 64-Bit). rhel8_64Guest takes
+#: RHEL's 80 like rhel9_64Guest.
+CIM_OS_IDS = {"ubuntu64Guest": 94, "rhel8_64Guest": 80, "rhel9_64Guest": 80,
+              "vmwarePhoton64Guest": 36, "other4xLinux64Guest": 100}
+
+#: ProductSection vendor fields, as upstream's node image OVAs carry them.
+VENDOR = "VMware Inc."
+VENDOR_URL = "https://vmware.com"
+CATEGORY = "Cluster API Provider (CAPI)"
+
 #: The one logical network of a node image; deployments map it to theirs.
 NETWORK_NAME = "nic0"
 
@@ -90,6 +107,28 @@ class NodeImage:
     def version(self) -> str:
         """The Kubernetes typed version: ``kube-v1.37.1``."""
         return f"kube-{self.kubernetes_semver}"
+
+
+def _system_config(hw: VirtualHardware) -> list[tuple[str, str]]:
+    """The VirtualHardwareSection's own vmw:Config keys, as a vSphere export
+    of a node VM writes them (values: upstream's captured descriptor)."""
+    return [
+        ("cpuHotAddEnabled", "false"), ("cpuHotRemoveEnabled", "false"),
+        ("memoryHotAddEnabled", "false"), ("firmware", hw.firmware),
+        # the guest keeps time with chrony/NTP; VMware Tools must not step the clock
+        ("tools.syncTimeWithHost", "false"),
+        ("tools.afterPowerOn", "true"), ("tools.afterResume", "true"),
+        ("tools.beforeGuestShutdown", "true"), ("tools.beforeGuestStandby", "true"),
+        ("powerOpInfo.powerOffType", "soft"), ("powerOpInfo.resetType", "soft"),
+        ("powerOpInfo.suspendType", "hard"),
+        # upstream turns nested virtualization on for Windows only; our images are Linux
+        ("nestedHVEnabled", "false"),
+        ("virtualICH7MPresent", "false"), ("virtualSMCPresent", "false"),
+        ("flags.vvtdEnabled", "false"), ("flags.vbsEnabled", "false"),
+        # off, as the build VM ran (the builders leave it off); vSphere writes it for BIOS too
+        ("bootOptions.efiSecureBootEnabled", "false"),
+        ("powerOpInfo.standbyAction", "checkpoint"),
+    ]
 
 
 def hardware_problems(hw: VirtualHardware) -> list[str]:
@@ -203,38 +242,70 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     b.el(sys_el, "vssd:InstanceID", 0)
     b.el(sys_el, "vssd:VirtualSystemIdentifier", image.name)
     b.el(sys_el, "vssd:VirtualSystemType", f"vmx-{hw.vmx_version:02d}")
+    # The devices and keys a vSphere export of a node VM writes, in its order
+    # (upstream's descriptor was captured from one). Left out on purpose:
+    # - vmw:CoresPerSocket: the build's custom_data does not carry cpu_cores (upstream
+    #   writes a fixed 2 whatever the build used); vSphere's one core per socket applies.
+    # - USB, floppy, serial and sound devices: the build VMs have none.
+    # - MAC addresses and UUIDs: a template's clones get their own.
     b.item(section, {"AllocationUnits": "hertz * 10^6", "Description": "Number of Virtual CPUs",
                      "ElementName": f"{hw.cpus} virtual CPU(s)", "InstanceID": 1,
                      "ResourceType": 3, "VirtualQuantity": hw.cpus})
     b.item(section, {"AllocationUnits": "byte * 2^20", "Description": "Memory Size",
                      "ElementName": f"{hw.memory_mb}MB of memory", "InstanceID": 2,
                      "ResourceType": 4, "VirtualQuantity": hw.memory_mb})
+    # PCI slots as vSphere assigns them to a new VM's first SCSI controller, VMCI
+    # device and NIC: a deployed node gets the same slots (so the same interface
+    # names, e.g. ens192) as the VM the image was built in.
     controller_id = 3
     b.item(section, {"Address": 0, "Description": "SCSI Controller",
                      "ElementName": "SCSI controller 0", "InstanceID": controller_id,
-                     "ResourceSubType": CONTROLLERS[hw.disk_controller], "ResourceType": 6})
-    instance = controller_id
+                     "ResourceSubType": CONTROLLERS[hw.disk_controller], "ResourceType": 6},
+           config={"slotInfo.pciSlotNumber": "160"})
+    # IDE controllers and a CD-ROM drive: users attach ISOs (cloud-init seeds,
+    # tools) to node VMs, and a template without a drive cannot take one.
+    ide1_id, ide0_id = 4, 5
+    b.item(section, {"Address": 1, "Description": "IDE Controller", "ElementName": "IDE 1",
+                     "InstanceID": ide1_id, "ResourceType": 5})
+    b.item(section, {"Address": 0, "Description": "IDE Controller", "ElementName": "IDE 0",
+                     "InstanceID": ide0_id, "ResourceType": 5})
+    b.item(section, {"AutomaticAllocation": "false", "ElementName": "Video card",
+                     "InstanceID": 6, "ResourceType": 24}, required=False,
+           config={"useAutoDetect": "false", "videoRamSizeInKB": "4096",
+                   "enable3DSupport": "false", "use3dRenderer": "automatic",
+                   "graphicsMemorySizeInKB": "262144"})
+    b.item(section, {"AutomaticAllocation": "false", "ElementName": "VMCI device",
+                     "InstanceID": 7, "ResourceSubType": "vmware.vmci", "ResourceType": 1},
+           required=False, config={"slotInfo.pciSlotNumber": "32",
+                                   "allowUnrestrictedCommunication": "false"})
+    instance = 7
+    boot_disk = instance + 1
     for i, _disk in enumerate(disks):
         instance += 1
         b.item(section, {"AddressOnParent": SCSI_UNITS[i], "ElementName": f"Hard disk {i + 1}",
                          "HostResource": f"ovf:/disk/vmdisk{i + 1}", "InstanceID": instance,
-                         "Parent": controller_id, "ResourceType": 17})
+                         "Parent": controller_id, "ResourceType": 17},
+               config={"backing.writeThrough": "false"})
     instance += 1
-    b.item(section, {"AddressOnParent": 0, "AutomaticAllocation": "true",
+    b.item(section, {"AddressOnParent": 7, "AutomaticAllocation": "true",
                      "Connection": NETWORK_NAME,
                      "Description": f"{NETWORK_CARDS[hw.network_card]} ethernet adapter",
                      "ElementName": "Network adapter 1", "InstanceID": instance,
                      "ResourceSubType": NETWORK_CARDS[hw.network_card], "ResourceType": 10},
-           config={"wakeOnLanEnabled": "false", "connectable.allowGuestControl": "true"})
+           config={"slotInfo.pciSlotNumber": "192", "wakeOnLanEnabled": "false",
+                   "connectable.allowGuestControl": "true"})
     instance += 1
-    b.item(section, {"AutomaticAllocation": "false", "ElementName": "Video card",
-                     "InstanceID": instance, "ResourceType": 24}, required=False,
-           config={"useAutoDetect": "false", "videoRamSizeInKB": "4096"})
-    b.el(section, "vmw:Config", ovf__required="false", vmw__key="firmware",
-         vmw__value=hw.firmware)
-    if hw.firmware == "efi":
-        b.el(section, "vmw:Config", ovf__required="false",
-             vmw__key="bootOptions.efiSecureBootEnabled", vmw__value="false")
+    b.item(section, {"AddressOnParent": 0, "AutomaticAllocation": "false",
+                     "ElementName": "CD/DVD drive 1", "InstanceID": instance,
+                     "Parent": ide0_id, "ResourceSubType": "vmware.cdrom.remotepassthrough",
+                     "ResourceType": 15}, required=False,
+           config={"backing.exclusive": "false", "connectable.allowGuestControl": "false"})
+    for key, value in _system_config(hw):
+        b.el(section, "vmw:Config", ovf__required="false", vmw__key=key, vmw__value=value)
+
+    # Boot from the first disk, as the build VM did (Packer's boot_order disk,cdrom).
+    order = b.el(system, "vmw:BootOrderSection", vmw__instanceId=boot_disk, vmw__type="disk")
+    b.el(order, "Info", "Virtual hardware device boot order")
 
     section = b.el(system, "EulaSection")
     b.el(section, "Info", "An end-user license agreement")
@@ -243,8 +314,13 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     section = b.el(system, "ProductSection")
     b.el(section, "Info", "Information about the installed software")
     b.el(section, "Product", image.product)
+    # Vendor, VendorUrl and Category as upstream's OVAs carry them (vSphere's
+    # deploy wizard shows them; tools that list node images read Category).
+    b.el(section, "Vendor", VENDOR)
     b.el(section, "Version", image.version)
     b.el(section, "FullVersion", image.version)
+    b.el(section, "VendorUrl", VENDOR_URL)
+    b.el(section, "Category", CATEGORY)
     for key, value in image.properties:
         b.el(section, "Property", ovf__key=key, ovf__type="string",
              ovf__userConfigurable="false", ovf__value=value)

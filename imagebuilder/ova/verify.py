@@ -94,12 +94,17 @@ def _manifest_problems(members: list[Member], ovf_name: str) -> tuple[Member | N
 
 
 def verify_ova(path: Path, progress: ByteProgress | None = None,
-               check_sidecar: bool = True, shown: str | None = None) -> VerifiedOva:
+               check_sidecar: bool = True, shown: str | None = None,
+               digests: tuple[str, dict[str, str]] | None = None) -> VerifiedOva:
     """Check the OVA at ``path``; return what was read, or raise BuildError listing
     every problem: member order and names, manifest presence and digests,
     descriptor references and sizes, VMDK format and capacities, and (when
     ``check_sidecar`` and it exists) ``<ova>.sha256``. ``shown`` names the file
-    in progress reports (default: its name)."""
+    in progress reports (default: its name).
+
+    ``digests`` (the file's SHA-256, each member's digest) skips the pass that
+    reads the whole file: the writer that computed them on the way passes them,
+    and everything else is still checked, in a few small reads."""
     path = Path(path)
     progress = progress or NoByteProgress()
     members = list_members(path)
@@ -127,11 +132,14 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
         problems += _reference_problems(parsed, members, ovf_member, manifest_member, manifest)
         disks, more = _disk_problems(fh, parsed, by_name, path)
         problems += more
-        sha256, digests = _digest_pass(fh, path, members, manifest, progress,
-                                       shown or path.name)
+        if digests is None:
+            sha256, found = _digest_pass(fh, path, members, manifest, progress,
+                                         shown or path.name)
+        else:
+            sha256, found = digests[0], dict(digests[1])
 
     for name, (algorithm, expected) in manifest.entries.items():
-        actual = digests.get(name)
+        actual = found.get(name)
         if actual is not None and actual != expected:
             problems.append(f"{name}: its {ALGORITHMS[algorithm]} digest is {actual}, the "
                             f"manifest says {expected}; the file is corrupt")
@@ -142,7 +150,7 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
                          "this OVA would be refused or would deploy a damaged VM", problems)
     return VerifiedOva(path, sha256, members, ovf_member.name, ovf_bytes, parsed,
                        manifest_member.name if manifest_member else "", manifest_bytes,
-                       digests, disks)
+                       found, disks)
 
 
 def _reference_problems(parsed: ParsedOvf, members: list[Member], ovf_member: Member,

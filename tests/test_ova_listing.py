@@ -1,0 +1,54 @@
+"""Listing the tasks (``invoke --list``) stays fast: nothing on that path imports
+pyVmomi or jsonschema, which only the tasks that run need. No timing is
+asserted (bench/invoke_list.py measures it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from support import BIN, REPO
+
+HEAVY = ("pyVmomi", "pyVim", "jsonschema", "referencing")
+
+# Runs a program's --list in a fresh interpreter and reports, at exit, which of
+# the HEAVY top-level packages were imported.
+PROBE = """
+import atexit, json, sys
+heavy = {heavy!r}
+atexit.register(lambda: print("IMPORTED " + json.dumps(sorted(
+    {{m.split(".")[0] for m in sys.modules}} & set(heavy))), file=sys.stderr))
+{program}
+program.run(["invoke", *sys.argv[1:]])
+"""
+PROGRAMS = {
+    "image-builder": "from imagebuilder_invoke.program import program",
+    "plain invoke": "from invoke.main import program",
+}
+
+
+@pytest.mark.parametrize("which", PROGRAMS)
+@pytest.mark.parametrize("args", [["--list"], ["--list", "--list-format", "json"],
+                                  ["--help", "build-node-ova-vsphere-ubuntu-2204"]])
+def test_listing_imports_neither_pyvmomi_nor_jsonschema(which, args):
+    code = PROBE.format(heavy=HEAVY, program=PROGRAMS[which])
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO,
+                            env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "build-node-ova-vsphere-ubuntu-2204" in result.stdout
+    imported = json.loads(result.stderr.rsplit("IMPORTED ", 1)[1])
+    assert imported == []
+
+
+def test_the_probe_sees_what_a_running_task_imports():
+    """The probe is not blind: ``help`` runs the library's api module, which
+    imports the vSphere preflight and with it pyVmomi."""
+    code = PROBE.format(heavy=HEAVY, program=PROGRAMS["image-builder"])
+    result = subprocess.run([sys.executable, "-c", code, "help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "pyVmomi" in json.loads(result.stderr.rsplit("IMPORTED ", 1)[1])

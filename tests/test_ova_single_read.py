@@ -1,0 +1,155 @@
+"""One read of each disk when its digest is on record (Packer's vSphere export
+manifest): the OVA and its ``.sha256`` come out of a single pass, a disk that
+differs from its record removes the OVA. Real qemu-img disks, real tar."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from test_ova_support import assert_no_partial_files, make_vmdk, run_cli, write_manifest
+
+from imagebuilder.errors import BuildError
+from imagebuilder.ova import AssembleOptions, assemble_from_packer, plan_from_packer, verify_ova
+
+STEM = "ubuntu-2204-kube-v1.37.1"
+DISK0 = f"{STEM}-disk-0.vmdk"
+
+
+class Passes:
+    """Records every byte pass the assembly makes: its label and its size."""
+
+    def __init__(self) -> None:
+        self.passes: list[tuple[str, int]] = []
+
+    def begin(self, label: str, total: int) -> None:
+        self.passes.append((label.split()[0], total))
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def export_dir(checkout, monkeypatch):
+    """What Packer's vsphere export leaves with ``manifest: sha256``: the
+    streamOptimized disk, ``<vm>.ovf`` and ``<vm>.mf``, listed in packer-manifest.json."""
+    for knob in ("IB_OVFTOOL", "IB_OVFTOOL_ARGS", "OVF_CUSTOM_PROPERTIES"):
+        monkeypatch.delenv(knob, raising=False)
+    out = checkout.output_dir / STEM
+    out.mkdir(parents=True)
+    disk = make_vmdk(out / DISK0)
+    ovf = out / f"{STEM}.ovf"
+    ovf.write_text("<Envelope/>\n")
+    write_packer_mf(out, {ovf.name: sha256(ovf), DISK0: sha256(disk)})
+    write_manifest(out, [disk, out / f"{STEM}.mf", ovf], {"builder_type": "vsphere-iso"})
+    return out
+
+
+def write_packer_mf(out, digests: dict[str, str], label: str = "SHA256"):
+    """The manifest as Packer's export step writes it: disks first, then the descriptor."""
+    mf = out / f"{STEM}.mf"
+    names = sorted(digests, key=lambda n: n.endswith(".ovf"))
+    mf.write_text("".join(f"{label}({n})= {digests[n]}\n" for n in names))
+    return mf
+
+
+def test_recorded_digest_means_one_read_of_the_disk(export_dir):
+    plan = plan_from_packer(export_dir)
+    disk = export_dir / DISK0
+    assert plan.known_digests[disk].hexdigest == sha256(disk)
+    assert plan.known_digests[disk].source == export_dir / f"{STEM}.mf"
+    passes = Passes()
+    logged = []
+    result = assemble_from_packer(export_dir, progress=passes, log=logged.append)
+    # one pass, writing, over the disk's bytes: no verification pass re-reads the OVA
+    assert passes.passes == [("writing", disk.stat().st_size)]
+    assert logged == [f"writing {STEM}.ova (disk digests from {export_dir / (STEM + '.mf')}: "
+                      "one read of each disk)"]
+    assert result.sha256 == sha256(result.ova)
+    assert result.checksum.read_text() == f"{sha256(result.ova)}  {STEM}.ova\n"
+    assert f"SHA256({DISK0})= {sha256(disk)}" in result.manifest.read_text().splitlines()
+    full = verify_ova(result.ova)    # the separate full check agrees
+    assert full.sha256 == result.sha256 and full.digests[DISK0] == sha256(disk)
+    check = run_cli("ova", "verify", str(result.ova))
+    assert check.returncode == 0, check.stderr
+    assert_no_partial_files(export_dir)
+
+
+def test_a_disk_that_is_not_the_recorded_one_removes_the_ova(export_dir):
+    disk = export_dir / DISK0
+    mf = write_packer_mf(export_dir, {f"{STEM}.ovf": "0" * 64, DISK0: "ab" * 32})
+    os.utime(disk, ns=(mf.stat().st_mtime_ns - 10**9,) * 2)   # the record is newer
+    with pytest.raises(BuildError) as err:
+        assemble_from_packer(export_dir)
+    assert err.value.message.startswith(f"{STEM}.ova: removed: a disk is not the one its "
+                                        "digest describes")
+    assert err.value.problems == [f"{disk}: its SHA256 digest is {sha256(disk)}, {mf} says "
+                                  f"{'ab' * 32}; the disk changed or was damaged after it was "
+                                  "written"]
+    assert not (export_dir / f"{STEM}.ova").exists()
+    assert not (export_dir / f"{STEM}.ova.sha256").exists()
+    assert_no_partial_files(export_dir)
+    result = run_cli("ova", "assemble", "--from-packer", str(export_dir))
+    assert result.returncode == 1
+    assert f"{disk}: its SHA256 digest is {sha256(disk)}" in result.stderr
+    assert not (export_dir / f"{STEM}.ova").exists()
+
+
+def test_a_record_older_than_the_disk_is_not_used(export_dir):
+    """Our own assembly leaves ``<stem>.mf`` under the name Packer's export uses;
+    a manifest from before the disk was written describes another disk."""
+    disk = export_dir / DISK0
+    mf = write_packer_mf(export_dir, {DISK0: "cd" * 32})
+    os.utime(mf, ns=(disk.stat().st_mtime_ns - 10**9,) * 2)
+    assert plan_from_packer(export_dir).known_digests == {}
+    passes = Passes()
+    result = assemble_from_packer(export_dir, progress=passes)
+    assert [label for label, _ in passes.passes] == ["writing", "verifying"]
+    assert result.sha256 == sha256(result.ova)
+
+
+def test_a_record_in_another_algorithm_leaves_two_passes(export_dir):
+    disk = export_dir / DISK0
+    write_packer_mf(export_dir, {DISK0: hashlib.sha1(disk.read_bytes()).hexdigest()}, "SHA1")
+    plan = plan_from_packer(export_dir)
+    assert plan.known_digests[disk].algorithm == "sha1"
+    assert plan.known_digest(plan.sources[0]) is None      # the OVA's manifest is sha256
+    sha1 = plan_from_packer(export_dir, AssembleOptions(manifest_algorithm="sha1"))
+    assert sha1.known_digest(sha1.sources[0]).hexdigest == hashlib.sha1(
+        disk.read_bytes()).hexdigest()
+    passes = Passes()
+    assemble_from_packer(export_dir, progress=passes)
+    assert [label for label, _ in passes.passes] == ["writing", "verifying"]
+
+
+def test_without_a_record_the_finished_ova_is_read_back(export_dir):
+    (export_dir / f"{STEM}.mf").unlink()
+    passes = Passes()
+    result = assemble_from_packer(export_dir, progress=passes)
+    assert [label for label, _ in passes.passes] == ["writing", "verifying"]
+    assert passes.passes[1][1] == result.ova.stat().st_size
+    assert result.sha256 == sha256(result.ova)
+
+
+class Interrupt(Passes):
+    """Ctrl-C in the middle of the writing pass."""
+
+    def advance(self, count: int) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_single_read_leaves_nothing(export_dir):
+    with pytest.raises(KeyboardInterrupt):
+        assemble_from_packer(export_dir, progress=Interrupt())
+    assert not (export_dir / f"{STEM}.ova").exists()
+    assert not (export_dir / f"{STEM}.ova.sha256").exists()
+    assert_no_partial_files(export_dir)
+    assert plan_from_packer(export_dir).known_digests   # Packer's record is untouched
