@@ -103,3 +103,52 @@ def test_a_failed_build_leaves_no_vm(checkout, sim, tmp_path, keep):
     assert ("flatcar-kube-v1.37.1" in vms(sim)) is keep
     summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
     assert summary["builds"][0]["result"] == "failed"
+
+
+IMPOSTOR_PACKER = '''#!{python}
+"""Before the real Packer starts, someone else makes a VM of the build's name
+(another build, a person): the race preflight cannot see."""
+import os, shutil, sys
+sys.path.insert(0, {tests!r})
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+from imagebuilder.vsphere.driver import Driver
+if sys.argv[1:2] == ["build"]:
+    host, port = os.environ["SIM_HOST"].rsplit(":", 1)
+    si = SmartConnect(host=host, port=int(port), user=os.environ["SIM_USER"],
+                      pwd=os.environ["SIM_PASSWORD"], disableSslCertValidation=True)
+    driver = Driver(si)
+    source = driver.vm(driver.datacenter("DC0"), "DC0_H0_VM0")
+    driver.run("clone", source.CloneVM_Task, folder=source.parent, name=os.environ["SIM_VM"],
+               spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec()))
+    impostor = driver.vm(driver.datacenter("DC0"), os.environ["SIM_VM"])
+    driver.set_extra_config(impostor, {{"guestinfo.imagebuilder.build_id": "someone-else"}})
+    Disconnect(si)
+os.execv(shutil.which("packer", path="/usr/bin:/usr/local/bin:" + os.environ["PATH"]),
+         ["packer", *sys.argv[1:]])
+'''
+
+
+def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, sim, tmp_path):
+    """The real Packer fails because a VM of its name appeared after preflight;
+    that VM is not this build's (no build id of ours in its extraConfig), so
+    the cleanup leaves it alone. (test_a_failed_build_leaves_no_vm: the build's
+    own VM carries the id and is destroyed.)"""
+    import sys
+    wrapper = tmp_path / "packer-with-impostor"
+    wrapper.write_text(IMPOSTOR_PACKER.format(python=sys.executable, tests=str(REPO)))
+    wrapper.chmod(0o755)
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0"),
+           "PACKER": str(wrapper), "SIM_HOST": sim.host, "SIM_USER": sim.username,
+           "SIM_PASSWORD": sim.password, "SIM_VM": "flatcar-kube-v1.37.1"}
+    result = invoke("build-node-ova-vsphere-clone-flatcar", env_extra=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log").read_text()
+    assert "already exists" in log
+    assert "flatcar-kube-v1.37.1" in vms(sim)  # it survived our cleanup
+    with connect(sim) as si:
+        driver = Driver(si)
+        vm = driver.vm(driver.datacenter("DC0"), "flatcar-kube-v1.37.1")
+        assert driver.extra_config(vm)["guestinfo.imagebuilder.build_id"] == "someone-else"
+    assert "left VM flatcar-kube-v1.37.1 on" in result.stdout
+    assert "this build did not make it" in result.stdout
