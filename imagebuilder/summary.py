@@ -65,6 +65,6 @@ def write_json(results: list[BuildResult], logs_dir: Path, signum: int = 0) -> P
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-        raise BuildError(f"{exc.filename or logs_dir}: cannot write the run's summary "
+        raise BuildError(f"{exc.filename or run_file}: cannot write the run's summary "
                          f"({exc.strerror or exc}); the table above is all there is") from None
     return run_file
