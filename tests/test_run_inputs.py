@@ -162,3 +162,12 @@ def test_a_full_disk_leaves_no_temporary_files(tmp_path):
         r"run's summary \(No space left on device\); the table above is all there is", lines[0])
     assert lines[1] == (f"build-vars error: {disk}/build-vars.json: cannot write it "
                         "(No space left on device)")
+
+
+def test_the_library_cli_suggests_targets_too(checkout):
+    result = subprocess.run([sys.executable, "-m", "imagebuilder", "build",
+                             "node-ova-vsphere-ubunt-2204"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: 'node-ova-vsphere-ubunt-2204': unknown target; "
+                                    "did you mean node-ova-vsphere-ubuntu-2204 or")
