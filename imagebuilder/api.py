@@ -112,6 +112,13 @@ def clash_problems(plans: list[BuildPlan]) -> list[str]:
     return problems
 
 
+def _refuse_clashes(plans: list[BuildPlan]) -> None:
+    problems = clash_problems(plans)
+    if problems:
+        raise InputError("builds of this run would overwrite each other; nothing was started",
+                         problems)
+
+
 def describe_plan(plan: BuildPlan) -> str:
     """What a dry run prints for one plan: the exact command, with nothing secret in it."""
     lines = [f"# {plan.target.task_name(plan.action)}",
@@ -181,15 +188,13 @@ def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
          progress: Progress, stream: bool, out: IO[str], checkout: Checkout,
          knobs: Knobs | None, options: BuildOptions | None) -> RunReport:
     plans = plan_all(targets, action, checkout, knobs, options)
+    _refuse_clashes(plans)
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)
     bases = required_bases(plans, report=lambda text: print(text, file=out)) \
         if action == "build" else []
-    problems = clash_problems(bases + plans)
-    if problems:
-        raise InputError("builds of this run would overwrite each other; nothing was started",
-                         problems)
+    _refuse_clashes(bases + plans)
     if action == "build":
         preflight(bases + plans)
 

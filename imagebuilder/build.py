@@ -81,9 +81,10 @@ def lock_path(plan: BuildPlan) -> Path:
     return plan.checkout.work_root / f"{plan.target.name}.lock"
 
 
-def take_lock(plan: BuildPlan, doing: str) -> IO:
+def take_lock(plan: BuildPlan, refused: str) -> IO:
     """Hold the target's lock until the returned file is closed (one build or
-    clean of a target at a time); TargetBusy when someone else holds it."""
+    clean of a target at a time); TargetBusy, saying ``refused``, when someone
+    else holds it."""
     path = lock_path(plan)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = open(path, "w")
@@ -92,7 +93,7 @@ def take_lock(plan: BuildPlan, doing: str) -> IO:
     except BlockingIOError:
         lock.close()
         raise TargetBusy(f"{plan.target.name}: busy: a build of this target is running "
-                         f"(lock {path} is held), so it cannot {doing} now; wait for that build "
+                         f"(lock {path} is held), so {refused}; wait for that build "
                          "to end or stop it") from None
     return lock
 
@@ -113,7 +114,7 @@ class PreflightStep:
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
-        state.data["lock"] = take_lock(plan, f"{plan.action} too")
+        state.data["lock"] = take_lock(plan, f"this run does not {plan.action} it")
 
     def cleanup(self, state: BuildState) -> None:
         lock = state.data.pop("lock", None)
@@ -282,7 +283,7 @@ def clean_targets(plans: list[BuildPlan]) -> list[Path]:
     removed = []
     with contextlib.ExitStack() as locks:
         for plan in plans:
-            locks.enter_context(take_lock(plan, "be cleaned"))
+            locks.enter_context(take_lock(plan, "it cannot be cleaned now"))
         for plan in plans:
             logs = sorted(plan.checkout.logs_dir.glob(f"*-{plan.target.name}.log"))
             for path in [plan.artifact_dir, plan.work_dir, *logs]:

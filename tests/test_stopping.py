@@ -120,6 +120,7 @@ def test_a_second_build_of_a_running_target_is_busy(checkout, standin):
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stdout + second.stderr
         assert "build-node-ova-local-ubuntu-2204  busy" in second.stdout
+        assert "so this run does not build it" in second.stdout and "failed" not in second.stdout
         assert len([e for e in events(standin) if e[1] == "start"]) == 1
     finally:
         os.killpg(proc.pid, signal.SIGINT)
