@@ -4,11 +4,15 @@ clones from prepared templates, and no VM left behind by a failed build."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 from pyVmomi import vim
-from support import REPO, connect, invoke, objects, write_json
+from support import BIN, REPO, alive, connect, invoke, objects, write_json
 
 from imagebuilder.simulation import simulator_var_files
 from imagebuilder.vsphere.driver import Driver
@@ -152,3 +156,49 @@ def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, sim, tmp_path):
         assert driver.extra_config(vm)["guestinfo.imagebuilder.build_id"] == "someone-else"
     assert "left VM flatcar-kube-v1.37.1 on" in result.stdout
     assert "this build did not make it" in result.stdout
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_sigterm_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path):
+    """A CI cancel while the real Packer waits for its VM: Packer is stopped and
+    removes the VM, nothing of ours or Packer's keeps running, exit 143."""
+    ssh = write_json(tmp_path / "ssh.json", {"communicator": "ssh", "ip_wait_timeout": "300s"})
+    env = dict(os.environ, PACKER_VAR_FILES=files_for(sim, tmp_path, template="DC0_H0_VM0")
+               + f" {ssh}")
+    proc = subprocess.Popen([str(BIN / "invoke"), "build-node-ova-vsphere-clone-flatcar"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    log = checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (
+            log.exists() and "Waiting for IP" in log.read_text()):
+        time.sleep(0.3)
+    assert "flatcar-kube-v1.37.1" in vms(sim)
+    below = descendants(proc.pid)
+    assert below  # Packer and its plugins
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, out + err
+    assert "flatcar-kube-v1.37.1" not in vms(sim)
+    assert [p for p in below if alive(p)] == []
+    summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
+    assert summary["signal"] == "SIGTERM" and summary["builds"][0]["result"] == "interrupted"
+    assert not list((checkout.output_dir / ".work").glob("*/build-vars.json"))
