@@ -24,10 +24,11 @@ from invoke import Collection, Exit, Task
 from imagebuilder import imagetest
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
-from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError
+from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
 from imagebuilder.knobs import Knobs
 from imagebuilder.plan import OPTION_HELP, BuildOptions
 from imagebuilder.progress import LineProgress, TqdmTaskProgress, default_progress
+from imagebuilder.stopping import exit_code_of
 
 RUN_HELP = {
     "dry-run": "print the packer command(s), secrets redacted; run nothing",
@@ -40,25 +41,33 @@ OPTION_FLAGS = tuple(OPTION_HELP)
 
 
 def _user_facing(body):
-    """ImageBuilderError -> its message and exit code; Ctrl-C -> 130."""
+    """ImageBuilderError -> its message and exit code; Ctrl-C -> 130 (SIGTERM 143, SIGHUP 129)."""
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
         try:
             return body(c, *args, **kwargs)
         except ImageBuilderError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            raise Exit("interrupted", code=exit_code_of(exc)) from None
     return wrapper
 
 
 def _jobs(c, jobs) -> int:
     """Task flag, then invoke config ``build.jobs`` (INVOKE_BUILD_JOBS, core -j), then 1."""
-    value = jobs if jobs is not None else c.config.get("build", {}).get("jobs", 1)
+    source = "--jobs"
+    if jobs is None:
+        jobs, source = c.config.get("build", {}).get("jobs"), "INVOKE_BUILD_JOBS (or -j)"
+    if jobs is None:
+        return 1
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise Exit(f"error: jobs: {value!r} is not a number (0 means no limit)", code=2)
+        value = int(str(jobs).strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise Exit(f"error: {source}: {jobs!r} is not a number of builds; give a whole "
+                   "number of 0 (no limit) or more", code=EXIT_BAD_INPUT)
+    return value
 
 
 def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
@@ -261,11 +270,14 @@ def namespace() -> Collection:
                       image_ssh_vm, {"vm": "the VM's name", "user": "default capv"}))
     ns.add_task(_make("help", "List the targets with one-line descriptions (like make help).",
                       help_))
-    ns.configure({"build": {"jobs": 1}})
+    # None, not 1: invoke casts INVOKE_BUILD_JOBS to the default's type, and
+    # int("abc") would end in a traceback inside invoke instead of our message.
+    ns.configure({"build": {"jobs": None}})
     return ns
 
 
 try:
     ns = namespace()
-except ImageBuilderError as exc:  # invoke --list from outside a checkout
-    sys.exit(f"error: {exc}")
+except ImageBuilderError as exc:  # invoke --list from outside a checkout, a bad IB_ROOT
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)

@@ -11,15 +11,24 @@ from dataclasses import dataclass
 from typing import IO, Iterable
 
 from . import summary
-from .build import FAILED, SKIPPED, BuildResult, clean_target, missing_tools, run_plan
+from .build import (
+    BUSY,
+    FAILED,
+    SKIPPED,
+    BuildResult,
+    clean_targets,
+    missing_tools,
+    run_plan,
+)
 from .catalog import HYPERVISORS, Target, all_targets, parse_target
 from .checkout import Checkout, find_checkout
-from .errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError
+from .errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, ImageBuilderError, InputError
 from .knobs import Knobs
 from .plan import BuildOptions, BuildPlan, plan_build
 from .prerequisites import base_target, needs_base, required_bases
 from .progress import NullProgress, Progress
 from .scheduler import run_jobs
+from .stopping import stop_on_signals
 from .vsphere.preflight import preflight
 
 
@@ -28,13 +37,25 @@ class RunReport:
     """How a run of one or more builds ended."""
 
     results: list[BuildResult]
-    interrupted: bool = False
+    #: The signal that interrupted the run (SIGINT for Ctrl-C), 0 when none did.
+    signal: int = 0
+    #: Why the summary JSON could not be written, if it could not.
+    summary_error: str = ""
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.signal)
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_BUILD_FAILED if any(r.result == FAILED for r in self.results) else EXIT_OK
+        """128 + the signal when interrupted (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP);
+        1 when a build failed or the summary could not be written; 2 when a
+        build was refused because another build of its target holds the lock."""
+        if self.signal:
+            return 128 + self.signal
+        if any(r.result == FAILED for r in self.results) or self.summary_error:
+            return EXIT_BUILD_FAILED
+        return EXIT_BAD_INPUT if any(r.result == BUSY for r in self.results) else EXIT_OK
 
 
 def resolve_targets(names: Iterable[str], checkout: Checkout | None = None) -> list[Target]:
@@ -65,6 +86,37 @@ def plan_all(targets: list[Target], action: str, checkout: Checkout | None = Non
         raise InputError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
                          "configuration; nothing was started", problems)
     return plans
+
+
+def clash_problems(plans: list[BuildPlan]) -> list[str]:
+    """Builds of one run that would make the same VM (same vCenter, same name)
+    or write the same output directory: each would fail, or worse, clean up
+    the other's work. One line per clash, naming both targets."""
+    problems = []
+    seen: dict[tuple, BuildPlan] = {}
+    for plan in plans:
+        if plan.action != "build":
+            continue
+        keys = [("output directory", str(plan.artifact_dir))]
+        if plan.target.hypervisor.vsphere:
+            keys.append(("VM", plan.merged.get("vcenter_server"), plan.merged.get("vm_name")))
+        for key in keys:
+            other = seen.setdefault(key, plan)
+            if other is not plan:
+                what = f"output directory {key[1]}" if key[0] == "output directory" \
+                    else f"VM {key[2]!r} on {key[1]}"
+                problems.append(f"{other.target.task_name('build')} and "
+                                f"{plan.target.task_name('build')} would both make {what}; "
+                                "build them in separate runs, one after the other, or give "
+                                "one another vm_name/output_directory (PACKER_VAR_FILES)")
+    return problems
+
+
+def _refuse_clashes(plans: list[BuildPlan]) -> None:
+    problems = clash_problems(plans)
+    if problems:
+        raise InputError("builds of this run would overwrite each other; nothing was started",
+                         problems)
 
 
 def describe_plan(plan: BuildPlan) -> str:
@@ -116,23 +168,35 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
     Every input is checked before anything starts (InputError, exit 2): the
     configuration, the tools, and for vSphere builds every object in vCenter.
     Missing or stale base images are built first (make-style prerequisites).
-    With ``dry_run`` the commands are printed and nothing runs. Otherwise
-    prints the summary table to ``out`` and writes ``output/logs/summary.json``.
+    Two builds that would make the same VM or output directory are refused
+    (InputError). With ``dry_run`` the commands are printed and nothing runs.
+    Otherwise prints the summary table to ``out`` and writes the run's JSON
+    summary (``output/logs/summary.json`` points to the latest). SIGTERM and
+    SIGHUP stop the run as Ctrl-C does (see stopping.py).
     """
     out = out or sys.stdout
     checkout = checkout or find_checkout()
     if dry_run:
         dry_run_plans(targets, action, out, checkout, knobs)
         return RunReport([])
+    with stop_on_signals():
+        return _run(targets, action, jobs, fail_fast, progress or NullProgress(), stream, out,
+                    checkout, knobs, options)
+
+
+def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
+         progress: Progress, stream: bool, out: IO[str], checkout: Checkout,
+         knobs: Knobs | None, options: BuildOptions | None) -> RunReport:
     plans = plan_all(targets, action, checkout, knobs, options)
+    _refuse_clashes(plans)
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)
     bases = required_bases(plans, report=lambda text: print(text, file=out)) \
         if action == "build" else []
+    _refuse_clashes(bases + plans)
     if action == "build":
         preflight(bases + plans)
-    progress = progress or NullProgress()
 
     def on_line_for(plan: BuildPlan):
         if not stream:
@@ -140,49 +204,59 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
         label = plan.target.task_name(plan.action)
         return lambda line: print(f"[{label}] {line}", file=out, flush=True)
 
-    def phase(batch: list[BuildPlan]) -> tuple[list[BuildResult], bool]:
+    def phase(batch: list[BuildPlan]) -> tuple[list[BuildResult], int]:
         return run_jobs(
             batch, lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, on_line_for(plan)),
             name_of=lambda plan: plan.target.task_name(plan.action),
             max_jobs=jobs, fail_fast=fail_fast, progress=progress)
 
-    results, interrupted = phase(bases) if bases else ([], False)
+    results, signum = phase(bases) if bases else ([], 0)
     failed_bases = {r.target for r in results if not r.ok}
     runnable = []
     for plan in plans:
         base = base_target(plan.target).task_name("build") if needs_base(plan) else ""
-        if interrupted or base in failed_bases:
-            why = "interrupted" if interrupted else f"its base {base} did not build"
+        if signum or base in failed_bases:
+            why = "interrupted" if signum else f"its base {base} did not build"
             results.append(BuildResult(plan.target.task_name(action), action, SKIPPED, 0.0,
                                        str(plan.artifact_dir), str(plan.log_path),
                                        f"not started: {why}"))
         else:
             runnable.append(plan)
     if runnable:
-        more, interrupted = phase(runnable)
+        more, signum = phase(runnable)
         results += more
-    report = RunReport(results, interrupted)
-    print(summary.table(results), file=out)
-    for r in results:
-        if r.error and r.result != "ok":
-            print(f"\n{r.target}: {r.error}", file=out)
-        for err in r.cleanup_errors:
-            print(f"{r.target}: {err}", file=out)
+    report = RunReport(results, signum)
+    # The JSON first: after SIGHUP the terminal may be gone, and printing fail.
     if action == "build":
-        summary.write_json(results, checkout.logs_dir / "summary.json", interrupted)
+        try:
+            summary.write_json(results, checkout.logs_dir, signum)
+        except ImageBuilderError as exc:
+            report.summary_error = str(exc)
+    try:
+        print(summary.table(results), file=out)
+        for r in results:
+            if r.error and r.result != "ok":
+                print(f"\n{r.target}: {r.error}", file=out)
+            for err in r.cleanup_errors:
+                print(f"{r.target}: {err}", file=out)
+        if report.summary_error:
+            print(f"\nerror: {report.summary_error}", file=out)
+        out.flush()
+    except OSError:
+        pass
     return report
 
 
 def clean(targets: list[Target], checkout: Checkout | None = None,
           knobs: Knobs | None = None) -> list[str]:
-    """Remove the output, work directory and logs of each target; returns what went."""
+    """Remove the output, work directory and logs of each target; returns what went.
+
+    Refuses (exit 2, nothing removed) while a build of any of them runs.
+    """
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
-    removed = []
-    for target in targets:
-        plan = plan_build(checkout, target, knobs, "build", strict=False)
-        removed += [str(p) for p in clean_target(plan)]
-    return removed
+    plans = [plan_build(checkout, target, knobs, "build", strict=False) for target in targets]
+    return [str(p) for p in clean_targets(plans)]
 
 
 def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:

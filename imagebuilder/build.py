@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -9,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 from .errors import BuildError, ImageBuilderError, InputError
 from .knobs import tool_path
@@ -18,7 +19,7 @@ from .plan import BuildPlan, write_build_files
 from .render import render_install_files
 from .steps import BuildState, Cancelled, StepRunner
 
-OK, FAILED, INTERRUPTED, SKIPPED = "ok", "failed", "interrupted", "skipped"
+OK, FAILED, INTERRUPTED, SKIPPED, BUSY = "ok", "failed", "interrupted", "skipped", "busy"
 
 ISO_TOOLS = ("xorriso", "mkisofs", "genisoimage", "hdiutil", "oscdimg")
 
@@ -70,6 +71,40 @@ def missing_tools(plans: list[BuildPlan]) -> list[str]:
     return missing
 
 
+class TargetBusy(InputError):
+    """Another build of the target holds its lock (exit code 2: nothing was done)."""
+
+
+def lock_path(plan: BuildPlan) -> Path:
+    """The target's lock file; beside its work directory, so that clean can
+    remove the work directory while holding the lock."""
+    return plan.checkout.work_root / f"{plan.target.name}.lock"
+
+
+def take_lock(plan: BuildPlan, refused: str) -> IO:
+    """Hold the target's lock until the returned file is closed (one build or
+    clean of a target at a time); TargetBusy, saying ``refused``, when someone
+    else holds it."""
+    path = lock_path(plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise TargetBusy(f"{plan.target.name}: busy: a build of this target is running "
+                         f"(lock {path} is held), so {refused}; wait for that build "
+                         "to end or stop it") from None
+    return lock
+
+
+def remove_private_files(plan: BuildPlan) -> None:
+    """Remove the 0600 var files of a build (SSH password, secrets from flags,
+    normalised copies of user files)."""
+    for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
+        path.unlink(missing_ok=True)
+
+
 class PreflightStep:
     """Takes the target's lock (one build per target at a time). The tools and,
     for vSphere, vCenter's objects were checked for every build of the run
@@ -79,15 +114,7 @@ class PreflightStep:
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
-        plan.work_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(plan.work_dir / ".lock", "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise InputError(f"{plan.target.name}: another build of this target is running "
-                             f"(lock {plan.work_dir / '.lock'} is held); wait for it") from None
-        state.data["lock"] = lock
+        state.data["lock"] = take_lock(plan, f"this run does not {plan.action} it")
 
     def cleanup(self, state: BuildState) -> None:
         lock = state.data.pop("lock", None)
@@ -107,16 +134,17 @@ class RenderStep:
         # vmware builders create their output directory (and refuse an existing
         # one); vSphere builders only write into it when exporting, but the
         # manifest post-processor always needs it.
-        if plan.action == "build" and plan.target.hypervisor.vsphere \
-                and not plan.artifact_dir.exists():
-            plan.artifact_dir.mkdir(parents=True)
-            state.data["created_artifact_dir"] = plan.artifact_dir
+        if plan.action == "build" and plan.target.hypervisor.vsphere:
+            try:
+                plan.artifact_dir.mkdir(parents=True)
+                state.data["created_artifact_dir"] = plan.artifact_dir
+            except FileExistsError:  # there before (or made by another run meanwhile)
+                pass
 
     def cleanup(self, state: BuildState) -> None:
         """Secrets do not outlive the build: remove every 0600 var file we wrote."""
         plan: BuildPlan = state.plan
-        for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
-            path.unlink(missing_ok=True)
+        remove_private_files(plan)
         created = state.data.get("created_artifact_dir")
         if state.failed and created and created.is_dir():
             shutil.rmtree(created)  # this build made it: at most a half-finished export
@@ -135,10 +163,19 @@ class PackerStep:
         env = plan.knobs.packer_env()
         # ISOs are shared between builds; keep them out of the source tree.
         env.setdefault("PACKER_CACHE_DIR", str(plan.checkout.output_dir / ".packer_cache"))
+        first_step = []
+
+        def on_step(text: str) -> None:
+            # Packer reads every var file before it reports its first step and
+            # never again: the secrets need not stay on disk any longer, so
+            # not even a SIGKILL of ours (no cleanup runs) leaves them behind.
+            if not first_step:
+                first_step.append(text)
+                remove_private_files(plan)
+            state.report(f"packer: {text}")
         proc = PackerProcess(
             plan.argv(find_packer()), plan.log_path, cwd=plan.checkout.root,
-            env=env, secrets=plan.secret_values,
-            on_step=lambda s: state.report(f"packer: {s}"), on_line=self.on_line)
+            env=env, secrets=plan.secret_values, on_step=on_step, on_line=self.on_line)
         state.data["packer"] = proc
         proc.start()
         while proc.poll() is None:
@@ -225,6 +262,8 @@ def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None
         runner.run(state)
     except Cancelled as exc:
         result, error = INTERRUPTED, str(exc)
+    except TargetBusy as exc:
+        result, error = BUSY, str(exc)
     except ImageBuilderError as exc:
         result, error = FAILED, str(exc)
     except KeyboardInterrupt:
@@ -237,15 +276,21 @@ def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None
         log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors)
 
 
-def clean_target(plan: BuildPlan) -> list[Path]:
-    """Remove one target's output directory, work directory and logs. Returns what went."""
+def clean_targets(plans: list[BuildPlan]) -> list[Path]:
+    """Remove the targets' output directories, work directories and logs; returns
+    what went. Holds every target's lock meanwhile: while a build of any of them
+    runs, removes nothing and raises TargetBusy."""
     removed = []
-    logs = sorted(plan.checkout.logs_dir.glob(f"*-{plan.target.name}.log"))
-    for path in [plan.artifact_dir, plan.work_dir, *logs]:
-        if path.is_dir():
-            shutil.rmtree(path)
-            removed.append(path)
-        elif path.exists():
-            os.unlink(path)
-            removed.append(path)
+    with contextlib.ExitStack() as locks:
+        for plan in plans:
+            locks.enter_context(take_lock(plan, "it cannot be cleaned now"))
+        for plan in plans:
+            logs = sorted(plan.checkout.logs_dir.glob(f"*-{plan.target.name}.log"))
+            for path in [plan.artifact_dir, plan.work_dir, *logs]:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    removed.append(path)
+                elif path.exists():
+                    os.unlink(path)
+                    removed.append(path)
     return removed

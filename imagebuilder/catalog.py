@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -83,7 +84,10 @@ def parse_target(name: str, os_names: list[str]) -> Target:
     for hv in sorted(HYPERVISORS.values(), key=lambda h: -len(h.name)):
         if rest.startswith(hv.name + "-") and rest[len(hv.name) + 1:] in os_names:
             return Target(hv, rest[len(hv.name) + 1:])
-    raise InputError(f"{name!r}: unknown target; hypervisors are "
+    known = [f"{TARGET_PREFIX}{hv}-{os_name}" for hv in HYPERVISORS for os_name in os_names]
+    close = difflib.get_close_matches(bare, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(name[:-len(bare)] + c for c in close)}? " if close else ""
+    raise InputError(f"{name!r}: unknown target; {hint}hypervisors are "
                      f"{', '.join(HYPERVISORS)} and OSes are {', '.join(os_names)}")
 
 

@@ -13,10 +13,11 @@ import argparse
 import sys
 
 from . import api, deps, simulation
-from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ImageBuilderError
+from .errors import EXIT_BAD_INPUT, ImageBuilderError
 from .ova import cli as ova_cli
 from .plan import OPTION_HELP, BuildOptions
 from .progress import LineProgress, default_progress
+from .stopping import exit_code_of
 
 
 def _jobs(text: str) -> int:
@@ -116,6 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImageBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return exit_code_of(exc)
     return 0

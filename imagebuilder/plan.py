@@ -272,6 +272,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_version": __version__,
         "ib_python": sys.executable,
         "ib_target": target.name,
+        # In the VM's extraConfig (guestinfo.imagebuilder.build_id): a cleanup
+        # destroys only the VM that carries its own build's id.
+        "ib_build_id": secrets.token_hex(12),
         "ssh_password": secrets.token_urlsafe(24),
     }
     if hv.base:

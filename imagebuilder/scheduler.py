@@ -2,8 +2,9 @@
 
 ``jobs`` caps how many run at once (0 or None: no cap, like a bare ``-j``);
 a failing build leaves the others to finish unless ``fail_fast``; Ctrl-C
-stops every running Packer (which cleans up its VM), runs every build's
-cleanups and reports the run as interrupted.
+(or SIGTERM/SIGHUP, see stopping.py) stops every running Packer (which
+cleans up its VM), runs every build's cleanups and reports the run as
+interrupted, with the signal that stopped it.
 """
 
 from __future__ import annotations
@@ -14,23 +15,25 @@ from typing import Callable, Sequence, TypeVar
 
 from .build import FAILED, SKIPPED, BuildResult
 from .progress import NullProgress, Progress
+from .stopping import signal_of
 
 J = TypeVar("J")
 
 
 def run_jobs(jobs: Sequence[J], run: Callable[[J, threading.Event, Callable[[str], None]], BuildResult],
              name_of: Callable[[J], str], max_jobs: int | None = 1, fail_fast: bool = False,
-             progress: Progress | None = None) -> tuple[list[BuildResult], bool]:
+             progress: Progress | None = None) -> tuple[list[BuildResult], int]:
     """Run ``run(job, cancel, on_step)`` for every job, at most ``max_jobs`` at once.
 
-    Returns the results in the jobs' order and whether the run was
-    interrupted (KeyboardInterrupt in the calling thread).
+    Returns the results in the jobs' order and the signal that interrupted
+    the run (KeyboardInterrupt or stopping.Stopped in the calling thread), 0
+    when nothing did.
     """
     progress = progress or NullProgress()
     width = len(jobs) if not max_jobs or max_jobs <= 0 else min(max_jobs, len(jobs)) or 1
     cancel = threading.Event()
     results: dict[int, BuildResult] = {}
-    interrupted = False
+    interrupted = 0
 
     def one(index: int, job: J) -> BuildResult:
         name = name_of(job)
@@ -44,15 +47,19 @@ def run_jobs(jobs: Sequence[J], run: Callable[[J, threading.Event, Callable[[str
         return result
 
     pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="build")
-    futures: dict[Future, int] = {pool.submit(one, i, job): i for i, job in enumerate(jobs)}
-    pending = set(futures)
+    futures: dict[Future, int] = {}
+    pending: set[Future] = set()
     try:
+        for i, job in enumerate(jobs):  # inside the try: a signal may arrive meanwhile
+            fut = pool.submit(one, i, job)
+            futures[fut] = i
+            pending.add(fut)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for fut in done:
                 results[futures[fut]] = fut.result()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = int(signal_of(exc))
         cancel.set()
         # Ctrl-C again must not abandon running cleanups: keep waiting for them.
         while pending:

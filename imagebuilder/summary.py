@@ -1,13 +1,25 @@
-"""The end-of-run summary: a table for people, JSON for machines."""
+"""The end-of-run summary: a table for people, JSON for machines.
+
+Every run keeps its own JSON under ``logs/summaries/`` (concurrent runs of
+different targets must not overwrite each other's); ``logs/summary.json`` is
+a symbolic link to the latest run's, replaced atomically.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Iterable
 
 from .build import BuildResult
+from .errors import BuildError
+
+#: The latest run's summary, a link into RUNS_DIR.
+LATEST = "summary.json"
+RUNS_DIR = "summaries"
 
 
 def table(results: Iterable[BuildResult]) -> str:
@@ -22,12 +34,37 @@ def table(results: Iterable[BuildResult]) -> str:
         for row in rows)
 
 
-def write_json(results: list[BuildResult], path: Path, interrupted: bool) -> None:
-    """Write the summary as JSON (atomically: readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "interrupted": interrupted,
+def write_json(results: list[BuildResult], logs_dir: Path, signum: int = 0) -> Path:
+    """Write this run's summary as JSON and point ``logs_dir/summary.json`` at it.
+
+    Atomic: readers never see half a file, and a failed write (full disk, no
+    permission) leaves no temporary file; it raises BuildError naming the path.
+    ``signum`` is the signal that interrupted the run (0: none). Returns the
+    run's own file.
+    """
+    now = time.time()
+    doc = {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+           "interrupted": bool(signum),
+           "signal": signal.Signals(signum).name if signum else None,
            "builds": [vars(r) for r in results]}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    run_file = logs_dir / RUNS_DIR / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+                                      + f"-{os.getpid()}.json")
+    latest = logs_dir / LATEST
+    tmp_file = run_file.with_name(run_file.name + ".tmp")
+    tmp_link = latest.with_name(f".{LATEST}.{os.getpid()}.tmp")
+    try:
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp_file.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp_file.replace(run_file)
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(run_file.relative_to(logs_dir))
+        tmp_link.replace(latest)
+    except OSError as exc:
+        for tmp in (tmp_file, tmp_link):
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise BuildError(f"{exc.filename or run_file}: cannot write the run's summary "
+                         f"({exc.strerror or exc}); the table above is all there is") from None
+    return run_file

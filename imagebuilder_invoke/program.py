@@ -9,12 +9,16 @@ read); a bare ``-j`` means no limit, as in make.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 
-from invoke import Argument, Program
+from invoke import Argument, Exit, ParseError, Program
 
 import imagebuilder
+from imagebuilder.errors import EXIT_BAD_INPUT
+from imagebuilder.stopping import exit_code_of
 
 from .executor import BuildExecutor
 
@@ -28,6 +32,8 @@ def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], 
     Only the flags before the first task name are core flags; ``value_flags``
     are the core flags that consume the next token. Returns the remaining
     argv and the job count as a string (``"0"`` for a bare ``-j``), or None.
+    A count that is not a whole number of 0 or more (``-j -1``, ``--jobs=x``)
+    raises invoke's Exit with code 2.
     """
     out = argv[:1]
     jobs = None
@@ -39,13 +45,17 @@ def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], 
             break
         if tok in ("-j", "--jobs"):
             nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            if re.fullmatch(r"[-+]\d+(\.\d*)?|\d+\.\d*", nxt):  # -j -1, -j 2.5
+                _bad_jobs(nxt)
             if nxt.isdigit():
                 jobs, i = nxt, i + 2
             else:
                 jobs, i = UNLIMITED, i + 1
             continue
-        if tok.startswith("--jobs=") or (tok.startswith("-j") and tok[2:].isdigit()):
-            jobs = tok.split("=", 1)[1] if "=" in tok else tok[2:]
+        if tok.startswith("--jobs=") or (tok.startswith("-j") and not tok.startswith("--")):
+            jobs = tok.split("=", 1)[1] if tok.startswith("--jobs=") else tok[2:].lstrip("=")
+            if not jobs.isdigit():
+                _bad_jobs(jobs)
             i += 1
             continue
         out.append(tok)
@@ -56,8 +66,23 @@ def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], 
     return out, jobs
 
 
+def _bad_jobs(value: str):
+    raise Exit(f"error: -j/--jobs: {value!r} is not a number of builds; give a whole number "
+               "of 0 (no limit) or more, or -j alone", code=EXIT_BAD_INPUT)
+
+
+def unknown_task_message(token: str, names: list[str]) -> str:
+    """What to say about a task name invoke does not know: the closest ones."""
+    close = difflib.get_close_matches(token, names, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"error: {token!r} is not a target{hint} "
+            "('invoke --list' lists them all, 'invoke help' explains them)")
+
+
 class ImageBuilderProgram(Program):
-    """invoke, plus ``-j [N]`` as a core flag."""
+    """invoke, plus ``-j [N]`` as a core flag; a mistyped target name gets the
+    closest names and exit code 2 (bad input), as does any other command-line
+    mistake."""
 
     def core_args(self) -> list[Argument]:
         return super().core_args() + [Argument(
@@ -73,11 +98,22 @@ class ImageBuilderProgram(Program):
         if jobs is not None:
             os.environ[JOBS_ENV] = jobs
 
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            unknown = re.fullmatch(r"No idea what '(.+)' is!", str(exc))
+            if unknown and not unknown.group(1).startswith("-"):
+                raise Exit(unknown_task_message(unknown.group(1),
+                                                list(self.collection.task_names)),
+                           code=EXIT_BAD_INPUT) from None
+            raise Exit(f"error: {exc}", code=EXIT_BAD_INPUT) from None
+
     def run(self, argv=None, exit: bool = True) -> None:
         try:
             super().run(argv, exit)
-        except KeyboardInterrupt:  # invoke itself would exit 1
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # invoke itself would exit 1
+            sys.exit(exit_code_of(exc))
         except BrokenPipeError:  # `invoke --list | head`
             sys.stderr.close()
             sys.exit(0)

@@ -465,6 +465,19 @@ def test_a_full_disk(env, tmp_path, small_disk):
     assert result.stdout == ""  # nothing left in the output directory
 
 
+def test_a_disk_to_convert_needs_room_twice(env, tmp_path, small_disk):
+    """Room for the monolithicSparse disk once but not twice (converted copy, then
+    the OVA): refused up front, not by a full disk halfway through."""
+    disk = make_vmdk(tmp_path / "d.vmdk", "monolithicSparse", data=[(0, os.urandom(2 * MiB))])
+    small_disk.mkdir()
+    size_kib = (disk.stat().st_size >> 10) * 3 // 2
+    assemble = (f"{sys.executable} -m imagebuilder ova assemble --vmdk {disk} --os ubuntu-2204 "
+                f"--kubernetes-version v1.37.1 --output {small_disk}/out")
+    result = _in_small_tmpfs(assemble, str(small_disk), size_kib)
+    assert result.returncode == 2, result.stderr
+    assert "are needed and only" in result.stderr and "nothing was started" in result.stderr
+
+
 def test_tar_header_sizes():
     small = tarfile.TarInfo.frombuf(tar_header("a.vmdk", 1234, 1767225600), "ascii", "strict")
     assert (small.name, small.size, small.mtime, small.mode) == ("a.vmdk", 1234, 1767225600,

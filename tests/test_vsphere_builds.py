@@ -4,11 +4,15 @@ clones from prepared templates, and no VM left behind by a failed build."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 from pyVmomi import vim
-from support import REPO, connect, invoke, objects, write_json
+from support import BIN, REPO, alive, connect, invoke, objects, write_json
 
 from imagebuilder.simulation import simulator_var_files
 from imagebuilder.vsphere.driver import Driver
@@ -103,3 +107,107 @@ def test_a_failed_build_leaves_no_vm(checkout, sim, tmp_path, keep):
     assert ("flatcar-kube-v1.37.1" in vms(sim)) is keep
     summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
     assert summary["builds"][0]["result"] == "failed"
+
+
+IMPOSTOR_PACKER = '''#!{python}
+"""Before the real Packer starts, someone else makes a VM of the build's name
+(another build, a person): the race preflight cannot see."""
+import os, shutil, sys
+sys.path.insert(0, {tests!r})
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+from imagebuilder.vsphere.driver import Driver
+if sys.argv[1:2] == ["build"]:
+    host, port = os.environ["SIM_HOST"].rsplit(":", 1)
+    si = SmartConnect(host=host, port=int(port), user=os.environ["SIM_USER"],
+                      pwd=os.environ["SIM_PASSWORD"], disableSslCertValidation=True)
+    driver = Driver(si)
+    source = driver.vm(driver.datacenter("DC0"), "DC0_H0_VM0")
+    driver.run("clone", source.CloneVM_Task, folder=source.parent, name=os.environ["SIM_VM"],
+               spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec()))
+    impostor = driver.vm(driver.datacenter("DC0"), os.environ["SIM_VM"])
+    driver.set_extra_config(impostor, {{"guestinfo.imagebuilder.build_id": "someone-else"}})
+    Disconnect(si)
+os.execv(shutil.which("packer", path="/usr/bin:/usr/local/bin:" + os.environ["PATH"]),
+         ["packer", *sys.argv[1:]])
+'''
+
+
+def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, sim, tmp_path):
+    """The real Packer fails because a VM of its name appeared after preflight;
+    that VM is not this build's (no build id of ours in its extraConfig), so
+    the cleanup leaves it alone. (test_a_failed_build_leaves_no_vm: the build's
+    own VM carries the id and is destroyed.)"""
+    import sys
+    wrapper = tmp_path / "packer-with-impostor"
+    wrapper.write_text(IMPOSTOR_PACKER.format(python=sys.executable, tests=str(REPO)))
+    wrapper.chmod(0o755)
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0"),
+           "PACKER": str(wrapper), "SIM_HOST": sim.host, "SIM_USER": sim.username,
+           "SIM_PASSWORD": sim.password, "SIM_VM": "flatcar-kube-v1.37.1"}
+    result = invoke("build-node-ova-vsphere-clone-flatcar", env_extra=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log").read_text()
+    assert "already exists" in log
+    assert "flatcar-kube-v1.37.1" in vms(sim)  # it survived our cleanup
+    with connect(sim) as si:
+        driver = Driver(si)
+        vm = driver.vm(driver.datacenter("DC0"), "flatcar-kube-v1.37.1")
+        assert driver.extra_config(vm)["guestinfo.imagebuilder.build_id"] == "someone-else"
+    assert "left VM flatcar-kube-v1.37.1 on" in result.stdout
+    assert "this build did not make it" in result.stdout
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
+    """A CI cancel (SIGTERM) while the real Packer waits for its VM: Packer is
+    stopped and removes the VM, nothing keeps running, exit 143. SIGKILL runs
+    none of our cleanups, but Packer gets its death signal and still removes it."""
+    ssh = write_json(tmp_path / "ssh.json", {"communicator": "ssh", "ip_wait_timeout": "300s"})
+    env = dict(os.environ, PACKER_VAR_FILES=files_for(sim, tmp_path, template="DC0_H0_VM0")
+               + f" {ssh}")
+    proc = subprocess.Popen([str(BIN / "invoke"), "build-node-ova-vsphere-clone-flatcar"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    log = checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (
+            log.exists() and "Waiting for IP" in log.read_text()):
+        time.sleep(0.3)
+    assert "flatcar-kube-v1.37.1" in vms(sim)
+    below = descendants(proc.pid)
+    assert below  # Packer and its plugins
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=180)
+    deadline = time.time() + 120  # after a SIGKILL, Packer cleans up on its own
+    while time.time() < deadline and any(alive(p) for p in below):
+        time.sleep(0.3)
+    assert [p for p in below if alive(p)] == []
+    assert "flatcar-kube-v1.37.1" not in vms(sim)
+    assert not list((checkout.output_dir / ".work").glob("*/build-vars.json"))
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143, out + err
+        summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
+        assert summary["signal"] == "SIGTERM"
+        assert summary["builds"][0]["result"] == "interrupted"
+    else:
+        assert proc.returncode == -signal.SIGKILL

@@ -238,7 +238,7 @@ def _output_problems(output_dir: Path, sources: list[VmdkInfo]) -> list[str]:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         return [f"{output_dir}: cannot write there ({probe} is not a writable directory)"]
-    needed = sum(s.size for s in sources)
+    needed = sum(s.size if s.stream_optimized else 2 * s.size for s in sources)
     free = shutil.disk_usage(probe).free
     if needed > free:
         return [f"{output_dir}: about {needed >> 20} MiB are needed and only {free >> 20} MiB "

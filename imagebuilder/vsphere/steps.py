@@ -13,6 +13,8 @@ from .preflight import BASE_SNAPSHOT
 from .session import VSphereSettings
 
 BASE_HASH_KEY = "guestinfo.imagebuilder.inputs_hash"
+#: Set by Packer from the plan's ib_build_id (node.json's configuration_parameters).
+BUILD_ID_KEY = "guestinfo.imagebuilder.build_id"
 
 
 def _placement(driver: Driver, settings: VSphereSettings, dc: vim.Datacenter):
@@ -37,7 +39,9 @@ def prepare_template(driver: Driver, settings: VSphereSettings, dc: vim.Datacent
 
 class VSphereStep:
     """Before Packer: replace an existing VM (--force), prepare the clone source
-    (--prepare-template). Cleanup: a failed or interrupted build leaves no VM."""
+    (--prepare-template). Cleanup: a failed or interrupted build leaves no VM,
+    and destroys only the VM it made itself: one of the same name made by
+    anything else (another build, a person) does not carry this build's id."""
 
     name = "vsphere"
 
@@ -67,12 +71,22 @@ class VSphereStep:
             state.report(f"vsphere: keeping {vm_name} for inspection")
             return
         settings = VSphereSettings.from_vars(plan.merged.values)
+        build_id = plan.merged.get("ib_build_id")
         try:
             with datacenter_session(settings) as (driver, dc):
                 vm = driver.find_vm(dc, vm_name)
-                if vm is not None:
-                    state.report(f"vsphere: removing {vm_name} left by the failed build")
-                    driver.destroy(vm)
+                if vm is None:
+                    return
+                found = driver.extra_config(vm).get(BUILD_ID_KEY)
+                if not build_id or found != build_id:
+                    raise BuildError(
+                        f"left VM {vm_name} on {settings.server} alone: this build did not "
+                        f"make it ({BUILD_ID_KEY} is {found!r}, this build's is "
+                        f"{build_id!r}); another build or a person did")
+                state.report(f"vsphere: removing {vm_name} left by the failed build")
+                driver.destroy(vm)
+        except BuildError:
+            raise
         except Exception as exc:
             raise BuildError(f"could not remove VM {vm_name} from {settings.server}: {exc}; "
                              "delete it by hand") from None
