@@ -173,15 +173,16 @@ def read_regular_file(path: Path, shown: str, what: str = "var file",
         raise InputError(f"{shown}: {what} not found") from None
     except OSError as exc:
         raise InputError(f"{shown}: cannot read {what} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise InputError(f"{shown}: is {kind}, not a file; name a JSON {what} "
+                         "(it is never read from a pipe or device)")
     with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
-                    if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
-                    or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                    else "not a regular file")
-            raise InputError(f"{shown}: is {kind}, not a file; name a JSON {what} "
-                             "(it is never read from a pipe or device)")
         try:
             data = fh.read(limit + 1)
         except OSError as exc:

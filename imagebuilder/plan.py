@@ -240,8 +240,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
             data = read_var_file(layer.path, where)
         except InputError as exc:
             unreadable = True
-            problems.append(exc.message + (_var_files_hint(knobs, layer.path)
-                                           if layer.role == "user" else ""))
+            hint = _var_files_hint(knobs, layer.path) if layer.role == "user" else ""
+            if not (hint and any(p.endswith(hint) for p in problems)):  # one path cut in two
+                problems.append(exc.message + hint)
             continue
         file_data[layer.path] = data
         kind = SCHEMA_OF_ROLE.get(layer.role) or layer.path.stem
@@ -410,9 +411,12 @@ def _value_checks(target: Target, knobs: Knobs, merged: MergedVars,
     match = _SEMVER.match(semver)
     if match and series and "kubernetes_series" not in bad_fields \
             and series != f"v{match.group(1)}.{match.group(2)}":
-        problems.append(f"{where('kubernetes_series', 'packer/config/kubernetes.json')}: "
-                        f"kubernetes_series: {series} does not match kubernetes_semver {semver}; "
-                        f"set it to v{match.group(1)}.{match.group(2)}")
+        series_file = where("kubernetes_series", "packer/config/kubernetes.json")
+        semver_file = where("kubernetes_semver", "packer/config/kubernetes.json")
+        source = "" if semver_file == series_file else f" (set in {semver_file})"
+        problems.append(f"{series_file}: kubernetes_series: {series} does not match "
+                        f"kubernetes_semver {semver}{source}; set it to "
+                        f"v{match.group(1)}.{match.group(2)}")
     if distro == "flatcar":
         for key, env, ok, hint in (
                 ("flatcar_channel", "FLATCAR_CHANNEL", lambda v: v in FLATCAR_CHANNELS,

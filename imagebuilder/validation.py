@@ -26,9 +26,11 @@ _SECRET_WORDS = ("pass", "secret", "token")
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a variable's value must never appear in a message."""
+    """Whether a variable's value must never appear in a message (a misspelt
+    secret such as ``pasword`` included)."""
     lowered = name.lower()
-    return name in SECRET_VARIABLES or any(w in lowered for w in _SECRET_WORDS)
+    return name in SECRET_VARIABLES or any(w in lowered for w in _SECRET_WORDS) \
+        or bool(difflib.get_close_matches(lowered, SECRET_VARIABLES, n=1, cutoff=0.75))
 
 
 @lru_cache(maxsize=None)
@@ -49,9 +51,20 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     return cls(schema, registry=_registry())
 
 
+def _types(error: jsonschema.ValidationError) -> str:
+    kinds = error.validator_value if isinstance(error.validator_value, list) \
+        else [error.validator_value]
+    words = [{"null": "null", "integer": "whole number"}.get(k, k) for k in kinds]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return "is required; add it"
+    if error.validator == "type":
+        shown = json.dumps(error.instance)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return f"{shown} is not a {_types(error)}; a var file holds a {_types(error)} here"
     if error.validator == "anyOf" and error.schema.get("description"):
         return f"{error.instance!r} is not {error.schema['description']}"
     return error.message
@@ -60,9 +73,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def _describe_secret(error: jsonschema.ValidationError) -> str:
     """What is wrong with a secret field, without its value."""
     if error.validator == "type":
-        kinds = error.validator_value
-        kinds = kinds if isinstance(kinds, list) else [kinds]
-        return f"must be a {' or a '.join(kinds)} (its value is not shown: it is a secret)"
+        return f"must be a {_types(error)} (its value is not shown: it is a secret)"
     if error.schema.get("description"):
         return f"must be {error.schema['description']} (its value is not shown: it is a secret)"
     return f"is not valid here ({error.validator}; its value is not shown: it is a secret)"
@@ -70,12 +81,20 @@ def _describe_secret(error: jsonschema.ValidationError) -> str:
 
 def schema_errors(kind: str, data: dict) -> list[tuple[str, str]]:
     """(field, what is wrong) for each schema error of one var file; secret values never shown."""
-    found = []
-    for error in sorted(_validator(kind).iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+    by_field: dict[str, jsonschema.ValidationError] = {}
+    # One line per field: the file's own rule wins over the generic one it
+    # includes (vsphere.json's "a string" over any var file's "a scalar").
+    errors = sorted(_validator(kind).iter_errors(data),
+                    key=lambda e: (e.relative_schema_path[0] == "allOf", [str(p) for p in e.path]))
+    for error in errors:
         field = ".".join(str(p) for p in error.path)
         if error.validator == "required":
             field = error.message.split("'")[1]
-        secret = error.validator != "required" and is_secret_name(str(error.path[0]) if error.path else "")
+        by_field.setdefault(field, error)
+    found = []
+    for field in sorted(by_field):
+        error = by_field[field]
+        secret = error.validator != "required" and is_secret_name(field.split(".")[0])
         found.append((field, _describe_secret(error) if secret else _describe(error)))
     return found
 
