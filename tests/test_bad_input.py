@@ -9,13 +9,18 @@ through ``python -m imagebuilder`` and ``invoke``.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from support import BIN, REPO, VSPHERE, events, write_json
@@ -375,3 +380,75 @@ def test_bad_input_through_front_ends(case_id, front_end, checkout, standin, tmp
     result = subprocess.run(argv, cwd=REPO, env=dict(os.environ), capture_output=True,
                             text=True, timeout=300)
     check_outcome(case, result.returncode, result.stdout, result.stderr, d, checkout, standin)
+
+
+# 5: a vCenter address where no vCenter answers. Only 127.0.0.1 is used: the
+# network is never probed.
+
+class _NotVSphere(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def local_server(tls_dir: Path | None = None) -> Iterator[int]:
+    """A tiny web server on 127.0.0.1 that is not a vCenter; HTTPS with ``tls_dir``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotVSphere)
+    if tls_dir is not None:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-keyout", str(tls_dir / "key.pem"),
+                        "-out", str(tls_dir / "cert.pem")], check=True, capture_output=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("closed port", "ova/vsphere.json: vcenter_server: cannot connect to 127.0.0.1:{port} "
+                    "(Connection refused)"),
+    ("plain http", "ova/vsphere.json: vcenter_server: 127.0.0.1:{port} does not speak TLS"),
+    ("https, not vSphere", "ova/vsphere.json: vcenter_server: 127.0.0.1:{port} answers, but "
+                           "not as a vCenter or ESXi"),
+])
+def test_no_vcenter_at_the_address(kind, expected, checkout, standin, tmp_path, monkeypatch,
+                                   capsys):
+    servers = {"closed port": nullcontext(unused_port()), "plain http": local_server(),
+               "https, not vSphere": local_server(tmp_path)}
+    with servers[kind] as port:
+        case = Case("vcenter", [expected.format(port=port)],
+                    vsphere={"vcenter_server": f"127.0.0.1:{port}"})
+        d = prepare(case, checkout, tmp_path, monkeypatch)
+        code = cli.main(argv_of(case))
+    out, err = capsys.readouterr()
+    assert "vSphere preflight: 1 problem; nothing was started" in err
+    check_outcome(case, code, out, err, d, checkout, standin)
+    assert f"build-{VSPHERE_TARGET}: ova/vsphere.json" in err
+
+
+def test_no_vcenter_is_said_once_for_every_build(checkout, standin, tmp_path, monkeypatch, capsys):
+    port = unused_port()
+    case = Case("vcenter-all", [f"cannot connect to 127.0.0.1:{port}"], target="",
+                vsphere={"vcenter_server": f"127.0.0.1:{port}"},
+                args=(f"build-{VSPHERE_TARGET}", "build-node-ova-vsphere-photon-5"))
+    d = prepare(case, checkout, tmp_path, monkeypatch)
+    code = cli.main(argv_of(case))
+    out, err = capsys.readouterr()
+    check_outcome(case, code, out, err, d, checkout, standin)
+    assert f"[build-{VSPHERE_TARGET}, build-node-ova-vsphere-photon-5]" in err
