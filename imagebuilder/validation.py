@@ -58,16 +58,23 @@ def _types(error: jsonschema.ValidationError) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return "is required; add it"
     if error.validator == "type":
-        shown = json.dumps(error.instance)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        return f"{shown} is not a {_types(error)}; a var file holds a {_types(error)} here"
+        return (f"{_short(json.dumps(error.instance))} is not a {_types(error)}; "
+                f"a var file holds a {_types(error)} here")
     if error.validator == "anyOf" and error.schema.get("description"):
-        return f"{error.instance!r} is not {error.schema['description']}"
-    return error.message
+        return f"{_short(repr(error.instance))} is not {error.schema['description']}"
+    if error.validator == "enum":
+        return f"{_short(repr(error.instance))} is not one of {error.validator_value!r}"
+    if error.validator == "pattern":
+        return f"{_short(repr(error.instance))} does not match {error.validator_value!r}"
+    return _short(error.message, 200)
 
 
 def _describe_secret(error: jsonschema.ValidationError) -> str:
