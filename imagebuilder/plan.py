@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import __version__, goss, naming
 from .baseinputs import inputs_hash
@@ -370,7 +371,8 @@ def output_dir_problems(checkout: Checkout) -> list[str]:
     existing = out
     while not existing.exists() and existing != existing.parent:
         if existing.is_symlink():
-            return [f"environment: {name}: {existing} is a dangling symbolic link; fix or remove it"]
+            return [f"environment: {name}: {existing} is a dangling symbolic link; "
+                    "fix or remove it"]
         existing = existing.parent
     if not existing.is_dir():
         where = "" if existing == out else f" ({existing} is a file)"
@@ -389,8 +391,8 @@ def output_dir_problems(checkout: Checkout) -> list[str]:
 _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.\d+")
 
 
-def _value_checks(target: Target, knobs: Knobs, merged: MergedVars,
-                  where, bad_fields: set[str]) -> list[str]:
+def _value_checks(knobs: Knobs, merged: MergedVars, where: Callable[[str, str], str],
+                  bad_fields: set[str]) -> list[str]:
     """Values that pass the schema but cannot work: sizes, versions, Flatcar's release."""
     problems: list[str] = []
     values = merged.resolved({"FLATCAR_CHANNEL": knobs.flatcar_channel,
@@ -484,7 +486,7 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
                         f"set vmx_version to {minimum} or more")
     if not merged.get("kubernetes_semver"):
         problems.append("packer/config/kubernetes.json: kubernetes_semver: is empty; set it")
-    problems += _value_checks(target, knobs, merged, where, bad_fields)
+    problems += _value_checks(knobs, merged, where, bad_fields)
     return problems
 
 

@@ -175,5 +175,5 @@ def combine_target_problems(per_target: list[tuple[str, list[str]]],
     total = checked or len(per_target)
     if total <= 1:
         return list(affected)
-    return [f"{problem} [{'all ' + str(total) + ' targets' if len(names) == total else ', '.join(names)}]"
+    return [f"{problem} [{f'all {total} targets' if len(names) == total else ', '.join(names)}]"
             for problem, names in affected.items()]

@@ -234,12 +234,13 @@ CASES = [
          target="node-ova-vsphere-flatcar",
          files={"v.json": {"disk_size": "6000"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("series-mismatch", ["{d}/v.json: kubernetes_series: v1.30 does not match "
-                             "kubernetes_semver v1.37.1 (set in packer/config/kubernetes.json); set "
-                             "it to v1.37"],
-         files={"v.json": {"kubernetes_series": "v1.30"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
-    Case("semver-without-series", ["packer/config/kubernetes.json: kubernetes_series: v1.37 does not "
-                                   "match kubernetes_semver v1.31.4 (set in {d}/v.json); set "
-                                   "it to v1.31"],
+                             "kubernetes_semver v1.37.1 (set in packer/config/kubernetes.json); "
+                             "set it to v1.37"],
+         files={"v.json": {"kubernetes_series": "v1.30"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("semver-without-series", ["packer/config/kubernetes.json: kubernetes_series: v1.37 "
+                                   "does not match kubernetes_semver v1.31.4 (set in "
+                                   "{d}/v.json); set it to v1.31"],
          files={"v.json": {"kubernetes_semver": "v1.31.4"}},
          env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("flatcar-channel", ["environment: FLATCAR_CHANNEL: 'stable; reboot' is not a Flatcar "
