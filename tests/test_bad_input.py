@@ -26,6 +26,7 @@ import pytest
 from support import BIN, REPO, VSPHERE, events, write_json
 
 from imagebuilder import cli
+from imagebuilder.vsphere import session
 
 #: Secrets planted in every case's configuration: none may ever be printed.
 VC_PASSWORD = "vc-Secret-1234"
@@ -418,6 +419,17 @@ def local_server(tls_dir: Path | None = None) -> Iterator[int]:
         server.server_close()
 
 
+@contextmanager
+def silent_port() -> Iterator[int]:
+    """A port whose listen queue is full: connections get no answer, as
+    from a host that drops packets (without sending any off this machine)."""
+    with socket.socket() as server, socket.socket() as filler:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        filler.connect(server.getsockname())
+        yield server.getsockname()[1]
+
+
 def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -427,14 +439,17 @@ def unused_port() -> int:
 @pytest.mark.parametrize("kind,expected", [
     ("closed port", "ova/vsphere.json: vcenter_server: cannot connect to 127.0.0.1:{port} "
                     "(Connection refused)"),
+    ("no answer", "ova/vsphere.json: vcenter_server: no answer from 127.0.0.1:{port} within 1s "
+                  "(unreachable or filtered)"),
     ("plain http", "ova/vsphere.json: vcenter_server: 127.0.0.1:{port} does not speak TLS"),
     ("https, not vSphere", "ova/vsphere.json: vcenter_server: 127.0.0.1:{port} answers, but "
                            "not as a vCenter or ESXi"),
 ])
 def test_no_vcenter_at_the_address(kind, expected, checkout, standin, tmp_path, monkeypatch,
                                    capsys):
-    servers = {"closed port": nullcontext(unused_port()), "plain http": local_server(),
-               "https, not vSphere": local_server(tmp_path)}
+    monkeypatch.setattr(session, "CONNECT_TIMEOUT", 1.0)
+    servers = {"closed port": nullcontext(unused_port()), "no answer": silent_port(),
+               "plain http": local_server(), "https, not vSphere": local_server(tmp_path)}
     with servers[kind] as port:
         case = Case("vcenter", [expected.format(port=port)],
                     vsphere={"vcenter_server": f"127.0.0.1:{port}"})
