@@ -120,7 +120,10 @@ def split_packer_flags(flags: Iterable[str], action: str = "build",
         tok = tokens[i]
         i += 1
         if not tok.startswith("-") or tok in ("-", "--"):
-            problems.append(f"{source}: {tok!r} is not a flag; only flags of 'packer build' "
+            # a stray word may be a value meant for a flag (a password, say): only
+            # a file name is shown
+            shown = repr(tok) if tok.endswith((".json", ".hcl")) else f"word {i}"
+            problems.append(f"{source}: {shown} is not a flag; only flags of 'packer build' "
                             "go here (the target names the template)")
             continue
         name, eq, value = tok.lstrip("-").partition("=")

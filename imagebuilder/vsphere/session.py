@@ -18,6 +18,9 @@ DEFAULT_PORT = 443
 #: Seconds to wait for vCenter to accept a connection; a host that drops
 #: packets would otherwise hold the run for the system's two-minute timeout.
 CONNECT_TIMEOUT = float(os.environ.get("IB_VCENTER_CONNECT_TIMEOUT", "15"))
+#: Seconds one API request may go without an answer (a server that accepts
+#: connections but never replies); every call we make is short, tasks are polled.
+REQUEST_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def connect(settings: VSphereSettings, where: str = "ova/vsphere.json") -> vim.S
     try:
         return SmartConnect(host=host, port=port, user=settings.username,
                             pwd=settings.password, sslContext=context,
-                            connectionPoolTimeout=-1, httpConnectionTimeout=CONNECT_TIMEOUT * 4)
+                            connectionPoolTimeout=-1, httpConnectionTimeout=REQUEST_TIMEOUT)
     except vim.fault.InvalidLogin:
         raise InputError(f"login failed for {who}: check username and password "
                          "(or VSPHERE_PASSWORD)") from None
