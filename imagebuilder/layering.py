@@ -107,7 +107,8 @@ def split_packer_flags(flags: Iterable[str], action: str = "build",
     joined into one token. Flags ``packer build`` does not know, ``-only`` and
     ``-except`` (the target chooses the builder) and malformed values become
     problem lines naming ``source``. For ``validate`` the build-only flags are
-    dropped, since ``packer validate`` refuses them.
+    dropped, since ``packer validate`` refuses them, and its own (``-syntax-only``)
+    are accepted too.
     """
     tokens = list(flags)
     out: list[str] = []
@@ -127,10 +128,13 @@ def split_packer_flags(flags: Iterable[str], action: str = "build",
                             "go here (the target names the template)")
             continue
         name, eq, value = tok.lstrip("-").partition("=")
-        kind = BUILD_FLAGS.get(name)
+        kind = BUILD_FLAGS.get(name) or (VALIDATE_FLAGS.get(name) if action == "validate"
+                                         else None)
         if kind is None:
-            problems.append(f"{source}: -{name}: not a flag of 'packer build'; its flags: "
-                            + " ".join(f"-{f}" for f in BUILD_FLAGS if f not in TARGET_FLAGS))
+            problems.append(f"{source}: -{name}: not a flag of 'packer {action}'; its flags: "
+                            + " ".join(f"-{f}" for f in (VALIDATE_FLAGS if action == "validate"
+                                                         else BUILD_FLAGS)
+                                       if f not in TARGET_FLAGS))
             continue
         if name in TARGET_FLAGS:
             if not eq and i < len(tokens) and not tokens[i].startswith("-"):

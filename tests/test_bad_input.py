@@ -287,7 +287,7 @@ CASES = [
          files={"id": PRIVATE_KEY}, env={"SSH_PUBLIC_KEY_FILE": "{d}/id"}, args=("--dry-run",)),
     Case("dry-run-password-list", ["ova/vsphere.json: password: must be a string"],
          vsphere={"password": ["MyS3cretPassw0rd"]}, args=("--dry-run",)),
-    Case("validate-unknown-flag", ["PACKER_FLAGS: -frobnicate: not a flag of 'packer build'"],
+    Case("validate-unknown-flag", ["PACKER_FLAGS: -frobnicate: not a flag of 'packer validate'"],
          env={"PACKER_FLAGS": "-frobnicate"}, args=("--validate",)),
 ]
 

@@ -50,10 +50,10 @@ def test_packer_flags_of_both_forms_reach_packer_joined(checkout, tmp_path):
 
 
 def test_validate_leaves_out_build_only_flags(checkout):
-    env = {"PACKER_FLAGS": "-force -timestamp-ui -var headless=true", "ON_ERROR_ASK": "1",
-           "DEBUG": "1"}
+    env = {"PACKER_FLAGS": "-force -timestamp-ui -var headless=true -syntax-only",
+           "ON_ERROR_ASK": "1", "DEBUG": "1"}
     argv = plan_for(checkout, "node-ova-local-ubuntu-2404", env, "validate").argv()
-    assert "-var=headless=true" in argv
+    assert "-var=headless=true" in argv and "-syntax-only" in argv
     for flag in ("-force", "-timestamp-ui", "-on-error=ask", "-debug"):
         assert flag not in argv
 
