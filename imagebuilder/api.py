@@ -29,6 +29,7 @@ from .prerequisites import base_target, needs_base, required_bases
 from .progress import NullProgress, Progress
 from .scheduler import run_jobs
 from .stopping import stop_on_signals
+from .validation import combine_target_problems
 from .vsphere.preflight import preflight
 
 
@@ -76,15 +77,13 @@ def plan_all(targets: list[Target], action: str, checkout: Checkout | None = Non
     """Plan every target; report the problems of all of them at once (InputError)."""
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
-    plans, problems = [], []
+    plans, found = [], []
     for target in targets:
         try:
             plans.append(plan_build(checkout, target, knobs, action, options=options))
         except InputError as exc:
-            problems += exc.problems or [exc.message]
-    if problems:
-        raise InputError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
-                         "configuration; nothing was started", problems)
+            found.append((target.task_name(action), exc.problems or [exc.message]))
+    _raise_problems(found, len(targets))
     return plans
 
 
@@ -119,6 +118,17 @@ def _refuse_clashes(plans: list[BuildPlan]) -> None:
                          problems)
 
 
+def _raise_problems(found: list[tuple[str, list[str]]], checked: int) -> None:
+    """One InputError for the problems of every target: each problem said once,
+    with the targets it affects when more than one target was checked."""
+    if not found:
+        return
+    problems = combine_target_problems(found, checked)
+    who = f"{found[0][0]}: " if checked == 1 else ""
+    raise InputError(f"{who}{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
+                     "configuration; nothing was started", problems)
+
+
 def describe_plan(plan: BuildPlan) -> str:
     """What a dry run prints for one plan: the exact command, with nothing secret in it."""
     lines = [f"# {plan.target.task_name(plan.action)}",
@@ -144,18 +154,19 @@ def dry_run_plans(targets: list[Target], action: str, out: IO[str],
     problems, so that the layering can be seen on a fresh checkout.
     """
     knobs = knobs or Knobs.from_env()
-    problems = []
+    found = []
     for target in targets:
         try:
             plan = plan_build(checkout, target, knobs, action)
         except InputError as exc:
-            problems += exc.problems or [exc.message]
-            plan = plan_build(checkout, target, knobs, action, strict=False)
-            print(f"# NOT RUNNABLE: {len(exc.problems)} problem(s), listed at the end", file=out)
+            found.append((target.task_name(action), exc.problems or [exc.message]))
+            print(f"# NOT RUNNABLE: {len(found[-1][1])} problem(s), listed at the end", file=out)
+            try:
+                plan = plan_build(checkout, target, knobs, action, strict=False)
+            except InputError:
+                continue  # not even its files can be named (no such OS file)
         print(describe_plan(plan), file=out)
-    if problems:
-        raise InputError(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
-                         "configuration; nothing was started", problems)
+    _raise_problems(found, len(targets))
 
 
 def run(targets: list[Target], action: str = "build", jobs: int | None = 1,

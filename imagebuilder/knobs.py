@@ -13,8 +13,32 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import InputError
+from .layering import GO_BOOLS, read_regular_file
 
 TRUTHY = ("1",)
+
+#: One OpenSSH public key line: type, base64 key, optional comment. Quotes,
+#: backslashes and control characters are refused: the key is typed into
+#: kickstart files and a shell command of the install.
+PUBLIC_KEY = re.compile(
+    r"^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+    r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^'\"`\\\x00-\x1f\x7f]*)?$")
+#: Flatcar's release channels, and the form of its release versions; both
+#: reach the ISO URL and the typed boot command.
+FLATCAR_CHANNELS = ("stable", "beta", "alpha", "lts")
+FLATCAR_VERSION = re.compile(r"^(current|[0-9]{1,5}\.[0-9]{1,3}\.[0-9]{1,3})$")
+
+
+def split_var_files(text: str, cwd: Path) -> list[Path]:
+    """PACKER_VAR_FILES: paths separated by spaces, quoted as a shell would
+    quote them when a path holds a space; made absolute against ``cwd``."""
+    try:
+        parts = shlex.split(text)
+    except ValueError as exc:
+        raise InputError(f"PACKER_VAR_FILES: cannot split it ({exc}); it is a space-separated "
+                         "list, quote a path holding spaces: PACKER_VAR_FILES='\"my vars.json\" "
+                         "other.json'") from None
+    return [Path(cwd, p).absolute() for p in parts]
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -66,6 +90,7 @@ class Knobs:
     flatcar_version: str = "current"
     ovftool: bool = False
     vsphere_password: str | None = None
+    packer_var_files_text: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
@@ -80,9 +105,10 @@ class Knobs:
         cwd = cwd or Path.cwd()
         try:
             flags = shlex.split(env.get("PACKER_FLAGS", ""))
-        except ValueError as exc:
-            raise InputError(f"PACKER_FLAGS: cannot split {env['PACKER_FLAGS']!r}: {exc}")
-        var_files = [Path(cwd, p).absolute() for p in env.get("PACKER_VAR_FILES", "").split()]
+        except ValueError as exc:  # its text may hold a -var password=...: not shown
+            raise InputError(f"PACKER_FLAGS: cannot split it like a shell would ({exc}); "
+                             "check its quotes") from None
+        var_files = split_var_files(env.get("PACKER_VAR_FILES", ""), cwd)
         scp_args = env.get("ANSIBLE_SCP_EXTRA_ARGS")
         if scp_args is None:
             major = openssh_major_version()
@@ -103,15 +129,17 @@ class Knobs:
             flatcar_version=env.get("FLATCAR_VERSION") or "current",
             ovftool=bool(env.get("IB_OVFTOOL")),
             vsphere_password=env.get("VSPHERE_PASSWORD") or None,
+            packer_var_files_text=env.get("PACKER_VAR_FILES", ""),
         )
 
     def derived_packer_flags(self, building: bool) -> list[str]:
-        """``PACKER_FLAGS`` plus what the Makefile appends to it, in its order.
+        """What the Makefile appends to ``PACKER_FLAGS``, in its order.
 
         Colour defaults to off (upstream: on) because Packer's output goes to
-        a log file and a progress line, not straight to a terminal.
+        a log file and a progress line, not straight to a terminal. Knobs with
+        problems (see ``problems``) add nothing.
         """
-        flags = list(self.packer_flags)
+        flags: list[str] = []
         if building:
             flags.append(f"-color={self.packer_color or 'false'}")
         if self.foreground:
@@ -121,18 +149,49 @@ class Knobs:
         if self.ssh_private_key_file:
             flags.append(f"-var=ssh_private_key_file={self.ssh_private_key_file}")
         if self.ssh_public_key_file:
-            flags.append(f"-var=ssh_public_key={self._public_key()}")
+            try:
+                flags.append(f"-var=ssh_public_key={self.public_key()}")
+            except InputError:
+                pass  # reported by problems()
         if self.debug:
             flags.append("-debug")
         return flags
 
-    def _public_key(self) -> str:
-        path = Path(self.ssh_public_key_file or "")
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise InputError(f"SSH_PUBLIC_KEY_FILE={path}: cannot read it ({exc.strerror}); "
-                             "point it at an OpenSSH public key file") from None
+    def public_key(self) -> str:
+        """The key of ``SSH_PUBLIC_KEY_FILE``, checked to be one OpenSSH public
+        key: a private key never reaches argv, a log or the install files."""
+        shown = f"environment: SSH_PUBLIC_KEY_FILE: {self.ssh_public_key_file}"
+        data = read_regular_file(Path(self.ssh_public_key_file or ""), shown,
+                                 "public key file", limit=64 * 1024)
+        text = data.decode("utf-8", "replace")
+        if "PRIVATE KEY" in text or text.lstrip().startswith("-----BEGIN"):
+            raise InputError(f"{shown}: holds a private key; point it at the public half "
+                             "(the .pub file next to it)")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) != 1 or not PUBLIC_KEY.match(lines[0]):
+            what = f"{len(lines)} lines" if len(lines) > 1 else "no OpenSSH public key"
+            raise InputError(f"{shown}: {what}; it must hold one public key line such as "
+                             "'ssh-ed25519 AAAA... me@host' (without quotes or backslashes)")
+        return lines[0]
+
+    def problems(self, building: bool) -> list[str]:
+        """Problem lines of the knobs themselves, one per knob, every one at once."""
+        problems = []
+        if building and self.packer_color and self.packer_color not in GO_BOOLS:
+            problems.append(f"environment: PACKER_COLOR: {self.packer_color!r} is not "
+                            "true or false")
+        for var, path in (("SSH_PRIVATE_KEY_FILE", self.ssh_private_key_file),
+                          ("SSH_PUBLIC_KEY_FILE", self.ssh_public_key_file)):
+            if path and not Path(path).is_file():
+                problems.append(f"environment: {var}: {path} does not exist"
+                                if not Path(path).exists() else
+                                f"environment: {var}: {path} is not a regular file")
+        if self.ssh_public_key_file and Path(self.ssh_public_key_file).is_file():
+            try:
+                self.public_key()
+            except InputError as exc:
+                problems.append(exc.message)
+        return problems
 
     def packer_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a Packer process: secrets travel here, not in argv."""

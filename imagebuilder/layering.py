@@ -15,9 +15,11 @@ over every -var-file, which is Packer's rule, not ours):
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -49,54 +51,183 @@ class FlagVar:
     value: str
 
 
-def split_packer_flags(flags: Iterable[str]) -> tuple[list[str], list[Path], list[FlagVar]]:
-    """Normalise PACKER_FLAGS into single tokens and pull out what they set.
+#: ``packer build``'s flags (Packer 1.6.6 and newer): name -> what its value must be.
+#: "bool" flags take no separate value (``-force``, ``-force=true``); the others
+#: take ``-name=value`` or ``-name value``, as Go's flag package parses them.
+BUILD_FLAGS = {
+    "color": "bool", "debug": "bool", "force": "bool", "machine-readable": "bool",
+    "timestamp-ui": "bool", "warn-on-undeclared-var": "bool",
+    "on-error": ("cleanup", "abort", "ask", "run-cleanup-provisioner"),
+    "parallel-builds": "int", "var": "text", "var-file": "text", "config-type": ("json", "hcl2"),
+    "only": "text", "except": "text",
+}
+#: ``packer validate``'s flags; build-only flags are left out of validate runs.
+VALIDATE_FLAGS = {
+    "syntax-only": "bool", "no-warn-undeclared-var": "bool", "evaluate-datasources": "bool",
+    "var": "text", "var-file": "text", "config-type": ("json", "hcl2"),
+    "only": "text", "except": "text",
+}
+#: The target chooses the builder: ``-only``/``-except`` of PACKER_FLAGS would
+#: add to ours (Packer sums them) and run builders the target does not mean.
+TARGET_FLAGS = ("only", "except")
+#: What Go's strconv.ParseBool accepts.
+GO_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
 
-    Returns the flags with ``-var x`` / ``-var-file x`` joined into one token
-    each, the var files they name and the variables they set.
+
+@dataclass
+class PackerFlags:
+    """PACKER_FLAGS taken apart: one token per flag, the var files and
+    variables they name, and one problem line per flag that cannot work."""
+
+    flags: list[str]
+    var_files: list[Path]
+    variables: list[FlagVar]
+    problems: list[str]
+
+
+def _flag_problem(name: str, kind: object, value: str | None) -> str | None:
+    if kind == "bool":
+        if value is not None and value not in GO_BOOLS:
+            return f"-{name}={value}: {name} is true or false"
+    elif value is None:
+        return f"-{name} needs a value (-{name}=...)"
+    elif kind == "int":
+        if not value.strip().isdigit():
+            return f"-{name}={value}: {name} is a whole number (0: no limit)"
+    elif isinstance(kind, tuple) and value not in kind:
+        return f"-{name}={value}: {name} is one of {', '.join(kind)}"
+    return None
+
+
+def split_packer_flags(flags: Iterable[str], action: str = "build",
+                       source: str = "PACKER_FLAGS") -> PackerFlags:
+    """Take PACKER_FLAGS apart and check each flag against ``packer <action>``'s own.
+
+    ``-var x`` / ``-var-file x`` (and any valued flag given as two tokens) are
+    joined into one token. Flags ``packer build`` does not know, ``-only`` and
+    ``-except`` (the target chooses the builder) and malformed values become
+    problem lines naming ``source``. For ``validate`` the build-only flags are
+    dropped, since ``packer validate`` refuses them, and its own (``-syntax-only``)
+    are accepted too.
     """
     tokens = list(flags)
     out: list[str] = []
     var_files: list[Path] = []
     variables: list[FlagVar] = []
+    problems: list[str] = []
+    known = VALIDATE_FLAGS if action == "validate" else BUILD_FLAGS
     i = 0
     while i < len(tokens):
         tok = tokens[i]
-        name, eq, value = tok.lstrip("-").partition("=")
-        if tok.startswith("-") and name in ("var", "var-file"):
-            if not eq:
-                if i + 1 >= len(tokens):
-                    raise InputError(f"PACKER_FLAGS: {tok} needs a value")
-                i += 1
-                value = tokens[i]
-            if name == "var":
-                key, has_eq, val = value.partition("=")
-                if not has_eq:
-                    raise InputError(f"PACKER_FLAGS: -var {value!r} is not name=value")
-                variables.append(FlagVar(key, val))
-            else:
-                var_files.append(Path(value).absolute())
-            out.append(f"-{name}={value}")
-        else:
-            out.append(tok)
         i += 1
-    return out, var_files, variables
+        if not tok.startswith("-") or tok in ("-", "--"):
+            # a stray word may be a value meant for a flag (a password, say): only
+            # a file name is shown
+            shown = repr(tok) if tok.endswith((".json", ".hcl")) else f"word {i}"
+            problems.append(f"{source}: {shown} is not a flag; only flags of 'packer build' "
+                            "go here (the target names the template)")
+            continue
+        name, eq, value = tok.lstrip("-").partition("=")
+        kind = BUILD_FLAGS.get(name) or (VALIDATE_FLAGS.get(name) if action == "validate"
+                                         else None)
+        if kind is None:
+            problems.append(f"{source}: -{name}: not a flag of 'packer {action}'; its flags: "
+                            + " ".join(f"-{f}" for f in (VALIDATE_FLAGS if action == "validate"
+                                                         else BUILD_FLAGS)
+                                       if f not in TARGET_FLAGS))
+            continue
+        if name in TARGET_FLAGS:
+            if not eq and i < len(tokens) and not tokens[i].startswith("-"):
+                i += 1  # its value: one problem, not two
+            problems.append(f"{source}: -{name}: the target chooses the builder (-only/-except "
+                            "would add to ours and run other builders); remove it and name "
+                            "the target instead")
+            continue
+        if not eq and kind != "bool":
+            # Go's flag package takes the next token as the value, but never
+            # one of our own flags: a bare "-var" must not swallow them.
+            if i < len(tokens) and not tokens[i].startswith("-"):
+                value, eq = tokens[i], "="
+                i += 1
+        problem = _flag_problem(name, kind, value if eq else None)
+        if problem is None and name == "var":
+            key, has_eq, val = value.partition("=")
+            if not has_eq or not key.strip():
+                problem = "-var needs name=value, e.g. -var headless=false"
+            else:
+                variables.append(FlagVar(key, val))
+        if problem:
+            problems.append(f"{source}: {problem}")
+            continue
+        if name == "var-file":
+            var_files.append(Path(value).absolute())
+        if name in known:
+            out.append(f"-{name}={value}" if eq else f"-{name}")
+    return PackerFlags(out, var_files, variables, problems)
+
+
+#: Var files are small; anything bigger is a mistake (a disk image, a log).
+MAX_VAR_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_regular_file(path: Path, shown: str, what: str = "var file",
+                      limit: int = MAX_VAR_FILE_BYTES) -> bytes:
+    """The bytes of ``path``, which must be a regular file: a FIFO, device or
+    directory is refused without being opened for reading (a FIFO would hang)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{shown}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read {what} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise InputError(f"{shown}: is {kind}, not a file; name a JSON {what} "
+                         "(it is never read from a pipe or device)")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"{shown}: cannot read {what} ({exc.strerror})") from None
+    if len(data) > limit:
+        raise InputError(f"{shown}: larger than {limit // (1024 * 1024)} MiB; "
+                         f"this is not a {what}")
+    return data
+
+
+def _decode(data: bytes, shown: str) -> str:
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or \
+            (len(data) > 1 and (data[0] == 0) != (data[1] == 0)):
+        raise InputError(f"{shown}: is UTF-16 text; Packer reads UTF-8: save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{shown}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}; "
+                         "Latin-1 or another encoding?); Packer reads UTF-8: save it "
+                         "as UTF-8") from None
 
 
 def read_var_file(path: Path, shown: str | None = None) -> dict:
     """Load a var file: a JSON object of scalars. Problems name the file as ``shown``."""
     shown = shown or str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{shown}: var file not found") from None
-    except OSError as exc:
-        raise InputError(f"{shown}: cannot read var file ({exc.strerror})") from None
+    text = _decode(read_regular_file(path, shown), shown)
+    if text.startswith("\ufeff"):
+        raise InputError(f"{shown}: starts with a byte order mark, which Packer refuses; "
+                         "save it as UTF-8 without BOM")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{shown}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{shown}: nested too deeply to be a var file; a var file is one "
+                         "JSON object of name: value pairs") from None
     if not isinstance(data, dict):
         raise InputError(f"{shown}: a var file must hold a JSON object of name: value pairs")
     return data

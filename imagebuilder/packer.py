@@ -46,8 +46,9 @@ def step_of(line: str) -> str | None:
     return match.group("msg") if match else None
 
 
-#: Shorter secrets are not redacted: replacing every "p" would wreck the log
-#: and reveal the secret anyway. Packer's own sensitive-variables still apply.
+#: Secrets shorter than this are redacted only where they stand alone (not
+#: inside a word): replacing every "p" of a log would wreck it and reveal the
+#: secret anyway. Longer ones are redacted wherever they appear.
 MIN_REDACTED_LENGTH = 4
 
 
@@ -55,12 +56,17 @@ class Redactor:
     """Replaces every secret value in a line with ``<sensitive>``."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= MIN_REDACTED_LENGTH},
-                               key=len, reverse=True)
+        unique = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = [s for s in unique if len(s) >= MIN_REDACTED_LENGTH]
+        short = [s for s in unique if len(s) < MIN_REDACTED_LENGTH]
+        self._short = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, short))
+                                 + r")(?![A-Za-z0-9])") if short else None
 
     def __call__(self, line: str) -> str:
         for secret in self._secrets:
             line = line.replace(secret, REDACTED)
+        if self._short:
+            line = self._short.sub(REDACTED, line)
         return line
 
 

@@ -9,12 +9,16 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import __version__, goss, naming
 from .baseinputs import inputs_hash
@@ -22,7 +26,7 @@ from .catalog import Target
 from .checkout import Checkout
 from .errors import InputError
 from .files import write_private_json
-from .knobs import Knobs
+from .knobs import FLATCAR_CHANNELS, FLATCAR_VERSION, Knobs
 from .layering import (
     FlagVar,
     MergedVars,
@@ -34,14 +38,15 @@ from .layering import (
     split_packer_flags,
 )
 from .validation import (
+    DEFAULT_MINIMUMS,
+    MIN_CPU,
+    OS_MINIMUMS,
+    SECRET_VARIABLES,
     declared_variables,
     is_true,
-    schema_problems,
+    schema_errors,
     undeclared_problems,
 )
-
-#: Variables whose values are secrets: never on argv, never in a log line.
-SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password"})
 
 #: vsphere.json fields every vsphere target needs (datacenter may be omitted
 #: when the vCenter has exactly one; folder and resource_pool are optional).
@@ -55,6 +60,9 @@ TEMPLATE_DEFAULTS = "packer/node.json"
 
 SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
+#: vSphere targets hold every var file the user adds to vsphere.json's rules,
+#: wherever the vSphere settings come from.
+VSPHERE_SCHEMA_ROLES = ("flags", "user")
 
 
 #: The build options as flags, with the help both front ends show.
@@ -198,10 +206,16 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     ``strict=False`` problems are ignored: enough to know where a build's
     files go (for cleaning), not enough to run it.
     """
-    problems: list[str] = []
     hv = target.hypervisor
-    flags, flag_files, flag_vars = split_packer_flags(knobs.derived_packer_flags(action == "build"))
-    flag_vars, flag_secrets = _flag_vars_and_secrets(flag_vars)
+    building = action == "build"
+    user_flags = split_packer_flags(knobs.packer_flags, action)
+    ours = split_packer_flags(knobs.derived_packer_flags(building), action, "environment")
+    problems: list[str] = user_flags.problems + knobs.problems(building)
+    if strict:
+        problems += output_dir_problems(checkout)
+    flags = user_flags.flags + ours.flags
+    flag_files = user_flags.var_files
+    flag_vars, flag_secrets = _flag_vars_and_secrets(user_flags.variables + ours.variables)
     flags = _strip_secret_flags(flags)
 
     os_file = checkout.os_file(target.os_name)
@@ -217,17 +231,25 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
 
     declared = declared_variables(checkout.node_template)
     file_data: dict[Path, dict] = {}
+    unreadable = False
+    bad_fields: set[str] = set()
     for layer in layers + user_layers:
         where = _rel(checkout, layer.path)
         try:
             data = read_var_file(layer.path, where)
         except InputError as exc:
-            hint = " (named in PACKER_VAR_FILES)" if layer.role == "user" else ""
-            problems.append(exc.message + hint)
+            unreadable = True
+            hint = _var_files_hint(knobs, layer.path) if layer.role == "user" else ""
+            if not (hint and any(p.endswith(hint) for p in problems)):  # one path cut in two
+                problems.append(exc.message + hint)
             continue
         file_data[layer.path] = data
         kind = SCHEMA_OF_ROLE.get(layer.role) or layer.path.stem
-        problems += schema_problems(kind, data, where)
+        if hv.vsphere and layer.role in VSPHERE_SCHEMA_ROLES:
+            kind = "vsphere"
+        for name, what in schema_errors(kind, data):
+            bad_fields.add(name)
+            problems.append(f"{where}: {name}: {what}" if name else f"{where}: {what}")
         problems += undeclared_problems(list(data), declared, where)
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
                                     declared, "PACKER_FLAGS")
@@ -243,7 +265,11 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         merged.values["password"] = knobs.vsphere_password
         merged.origin["password"] = "VSPHERE_PASSWORD"
 
-    problems += _cross_checks(checkout, target, knobs, merged)
+    # A file that could not be read leaves the merged view incomplete: rules
+    # over it would report fields "empty" that the file may well set.
+    if not unreadable:
+        problems += _cross_checks(checkout, target, knobs, merged, bad_fields)
+    problems += _environment_checks(knobs, merged)
     if problems and strict:
         raise InputError(f"{target.task_name(action)}: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''} in the configuration; "
@@ -328,21 +354,121 @@ def _base_vmx(output_root: Path, build_name: str) -> Path:
     return naming.base_artifact_dir(output_root, build_name) / f"{base}.vmx"
 
 
+def _var_files_hint(knobs: Knobs, path: Path) -> str:
+    """Where a PACKER_VAR_FILES entry that could not be read came from; when
+    it is part of a path with spaces that the split cut apart, say so."""
+    words = knobs.packer_var_files_text.split()
+    for i in range(len(words)):
+        for j in range(i + 2, len(words) + 1):
+            joined = Path(" ".join(words[i:j])).absolute()
+            if joined.is_file() and path.name in " ".join(words[i:j]):
+                return (f" (named in PACKER_VAR_FILES, which is split at spaces: {str(joined)!r} "
+                        "exists; quote it: PACKER_VAR_FILES='\"my vars.json\" other.json')")
+    return " (named in PACKER_VAR_FILES)"
+
+
+def output_dir_problems(checkout: Checkout) -> list[str]:
+    """The output directory must be a directory we can write to (or be creatable)."""
+    out = checkout.output_dir
+    name = f"IB_OUTPUT_DIR={out}" if os.environ.get("IB_OUTPUT_DIR") else f"output directory {out}"
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            return [f"environment: {name}: {existing} is a dangling symbolic link; "
+                    "fix or remove it"]
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == out else f" ({existing} is a file)"
+        return [f"environment: {name}: not a directory{where}; point IB_OUTPUT_DIR at a "
+                "directory (it is created when missing)"]
+    try:  # the only reliable test, root included: write something and take it back
+        fd, probe = tempfile.mkstemp(prefix=".ib-write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return [f"environment: {name}: cannot write in {existing} ({exc.strerror}); point "
+                "IB_OUTPUT_DIR at a writable directory"]
+    return []
+
+
+_SEMVER = re.compile(r"^v(\d+)\.(\d+)\.\d+")
+
+
+def _value_checks(knobs: Knobs, merged: MergedVars, where: Callable[[str, str], str],
+                  bad_fields: set[str]) -> list[str]:
+    """Values that pass the schema but cannot work: sizes, versions, Flatcar's release."""
+    problems: list[str] = []
+    values = merged.resolved({"FLATCAR_CHANNEL": knobs.flatcar_channel,
+                              "FLATCAR_VERSION": knobs.flatcar_version})
+    distro = values.get("distro_name", "")
+    memory_min, disk_min = OS_MINIMUMS.get(distro, DEFAULT_MINIMUMS)
+    what = f"{distro} installs" if distro in OS_MINIMUMS else "installs"
+    floors = (("cpu", MIN_CPU, "CPU"), ("cpu_cores", 1, "core per socket"),
+              ("memory", memory_min, f"MiB of memory for {what}"),
+              ("disk_size", disk_min, f"MiB of disk for {what}"))
+    for key, floor, unit in floors:
+        value = values.get(key, "").strip()
+        if key in bad_fields or not value.isdigit() or int(value) >= floor:
+            continue
+        problems.append(f"{where(key, 'packer/packer-common.json')}: {key}: {value} is below "
+                        f"the minimum of {floor} {unit}; set {key} to {floor} or more")
+    semver, series = values.get("kubernetes_semver", ""), values.get("kubernetes_series", "")
+    match = _SEMVER.match(semver)
+    if match and series and "kubernetes_series" not in bad_fields \
+            and series != f"v{match.group(1)}.{match.group(2)}":
+        series_file = where("kubernetes_series", "packer/config/kubernetes.json")
+        semver_file = where("kubernetes_semver", "packer/config/kubernetes.json")
+        source = "" if semver_file == series_file else f" (set in {semver_file})"
+        problems.append(f"{series_file}: kubernetes_series: {series} does not match "
+                        f"kubernetes_semver {semver}{source}; set it to "
+                        f"v{match.group(1)}.{match.group(2)}")
+    if distro == "flatcar":
+        for key, env, ok, hint in (
+                ("flatcar_channel", "FLATCAR_CHANNEL", lambda v: v in FLATCAR_CHANNELS,
+                 "one of " + ", ".join(FLATCAR_CHANNELS)),
+                ("flatcar_version", "FLATCAR_VERSION", FLATCAR_VERSION.match,
+                 "'current' or a release such as 3975.2.0")):
+            if not ok(values.get(key, "")):
+                origin = merged.origin.get(key, TEMPLATE_DEFAULTS)
+                field = f"environment: {env}" if origin == TEMPLATE_DEFAULTS \
+                    else f"{where(key, '')}: {key}"
+                problems.append(f"{field}: {values.get(key, '')!r} is not a Flatcar release "
+                                f"name; use {hint} (it becomes part of the ISO URL and the "
+                                "typed boot command)")
+    return problems
+
+
+def _environment_checks(knobs: Knobs, merged: MergedVars) -> list[str]:
+    """What the environment must provide for this build."""
+    problems = []
+    if merged.get("distro_name") == "rhel":
+        for var, value in (("RHSM_USER", knobs.rhsm_user), ("RHSM_PASS", knobs.rhsm_pass)):
+            if not value:
+                problems.append(f"environment: {var}: RHEL builds register with Red Hat "
+                                f"Subscription Manager; export {var}")
+    return problems
+
+
 def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
-                  merged: MergedVars) -> list[str]:
-    """Rules that span files: required fields, either/or, versions, environment."""
+                  merged: MergedVars, bad_fields: set[str] = frozenset()) -> list[str]:
+    """Rules that span files: required fields, either/or, versions, values, environment.
+
+    Fields in ``bad_fields`` already have a schema problem: no second line for them.
+    """
     problems: list[str] = []
     hv = target.hypervisor
 
     def where(key: str, default_file: str) -> str:
         """The file that set ``key``, or the one where the user should set it."""
         origin = merged.origin.get(key, TEMPLATE_DEFAULTS)
+        if origin == "PACKER_FLAGS -var":
+            return "PACKER_FLAGS"
         return default_file if origin == TEMPLATE_DEFAULTS else origin
 
     if hv.vsphere:
         vfile = f"ova/{hv.extra_var_file}"
         for key in VSPHERE_REQUIRED:
-            if not merged.get(key).strip():
+            if key not in bad_fields and not merged.get(key).strip():
                 hint = " (or set VSPHERE_PASSWORD)" if key == "password" else ""
                 problems.append(f"{where(key, vfile)}: {key}: is empty; set it{hint}")
         cluster, host = merged.get("cluster").strip(), merged.get("host").strip()
@@ -363,15 +489,7 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
                         f"set vmx_version to {minimum} or more")
     if not merged.get("kubernetes_semver"):
         problems.append("packer/config/kubernetes.json: kubernetes_semver: is empty; set it")
-    if merged.get("distro_name") == "rhel":
-        for var, value in (("RHSM_USER", knobs.rhsm_user), ("RHSM_PASS", knobs.rhsm_pass)):
-            if not value:
-                problems.append(f"environment: {var}: RHEL builds register with Red Hat "
-                                f"Subscription Manager; export {var}")
-    for var, path in (("SSH_PRIVATE_KEY_FILE", knobs.ssh_private_key_file),
-                      ("SSH_PUBLIC_KEY_FILE", knobs.ssh_public_key_file)):
-        if path and not Path(path).is_file():
-            problems.append(f"environment: {var}: {path} does not exist")
+    problems += _value_checks(knobs, merged, where, bad_fields)
     return problems
 
 

@@ -89,13 +89,20 @@ def test_typo_gets_did_you_mean(checkout, tmp_path):
 
 def test_all_problems_at_once(checkout, tmp_path):
     set_vsphere(checkout, datastore="", host="h", linked_clone="maybe")
+    problems = problems_of(checkout, "node-ova-vsphere-clone-rhel-9", {})
+    text = "\n".join(problems)
+    for expected in ("linked_clone: 'maybe'", "datastore: is empty", "cluster/host",
+                     "RHSM_USER", "RHSM_PASS"):
+        assert expected in text
+    # a var file that cannot be read might set any field: no rule over the
+    # merged settings speaks then, only the file's own problem and the environment's
     problems = problems_of(checkout, "node-ova-vsphere-clone-rhel-9",
                            {"PACKER_VAR_FILES": str(tmp_path / "absent.json")})
     text = "\n".join(problems)
-    for expected in ("linked_clone: 'maybe'", "datastore: is empty", "cluster/host",
-                     "absent.json: var file not found (named in PACKER_VAR_FILES)",
-                     "RHSM_USER", "RHSM_PASS"):
+    for expected in ("linked_clone: 'maybe'", "RHSM_USER", "RHSM_PASS",
+                     "absent.json: var file not found (named in PACKER_VAR_FILES)"):
         assert expected in text
+    assert "is empty" not in text and "cluster/host" not in text
 
 
 def test_os_file_schema(checkout):

@@ -94,16 +94,31 @@ def _check_clone_source(driver: Driver, plan: BuildPlan, dc: vim.Datacenter,
 def preflight(plans: list[BuildPlan]) -> None:
     """Check every vSphere plan against its vCenter; raise all problems at once."""
     problems: list[str] = []
+    # A vCenter that cannot be reached is tried once and reported once,
+    # naming every build that needs it.
+    unreachable: dict[tuple[str, str, str], tuple[str, list[str]]] = {}
     for plan in plans:
         if not plan.target.hypervisor.vsphere:
             continue
         label = plan.target.task_name(plan.action)
+        settings = VSphereSettings.from_vars(plan.merged.values)
+        key = (settings.server, settings.username, settings.password)
+        if key in unreachable:
+            unreachable[key][1].append(label)
+            continue
         try:
-            with Session(VSphereSettings.from_vars(plan.merged.values)) as si:
-                found = check_plan(Driver(si), plan)
-        except ImageBuilderError as exc:
-            found = [exc.message]
+            with Session(settings, field_file(plan, "vcenter_server")) as si:
+                try:
+                    found = check_plan(Driver(si), plan)
+                except ImageBuilderError as exc:
+                    found = [exc.message]
+        except ImageBuilderError as exc:  # could not log in
+            unreachable[key] = (exc.message, [label])
+            continue
         problems += [f"{label}: {p}" for p in found]
+    for message, labels in unreachable.values():
+        problems.append(f"{labels[0]}: {message}" if len(labels) == 1
+                        else f"{message} [{', '.join(labels)}]")
     if problems:
         raise InputError(f"vSphere preflight: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''}; nothing was started", problems)

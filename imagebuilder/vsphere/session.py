@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Mapping
 
 from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from ..errors import InputError
 
 DEFAULT_PORT = 443
+#: Seconds to wait for vCenter to accept a connection; a host that drops
+#: packets would otherwise hold the run for the system's two-minute timeout.
+CONNECT_TIMEOUT = float(os.environ.get("IB_VCENTER_CONNECT_TIMEOUT", "15"))
+#: Seconds one API request may go without an answer (a server that accepts
+#: connections but never replies); every call we make is short, tasks are polled.
+REQUEST_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,13 @@ def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
 class Session:
     """One logged-in vCenter session, logged out on exit (``with Session(s) as si``)."""
 
-    def __init__(self, settings: VSphereSettings) -> None:
+    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json") -> None:
         self.settings = settings
+        self.where = where
         self.si: vim.ServiceInstance | None = None
 
     def __enter__(self) -> vim.ServiceInstance:
-        self.si = connect(self.settings)
+        self.si = connect(self.settings, self.where)
         return self.si
 
     def __exit__(self, *exc: object) -> None:
@@ -98,23 +107,56 @@ class Session:
                 self.si = None
 
 
-def connect(settings: VSphereSettings) -> vim.ServiceInstance:
-    """Log in; failures say which user, which host and what to do."""
+def _probe(host: str, port: int, where: str) -> None:
+    """Fail fast, with the reason, when nothing accepts connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+            pass
+    except socket.gaierror as exc:
+        raise InputError(f"{where}: vcenter_server: cannot resolve {host!r} ({exc.strerror}); "
+                         "check the name") from None
+    except TimeoutError:
+        raise InputError(f"{where}: vcenter_server: no answer from {host}:{port} within "
+                         f"{CONNECT_TIMEOUT:g}s (unreachable or filtered); check vcenter_server "
+                         "(host or host:port) and the network") from None
+    except OSError as exc:
+        raise InputError(f"{where}: vcenter_server: cannot connect to {host}:{port} "
+                         f"({exc.strerror or exc}); check vcenter_server (host or host:port) "
+                         "and that vCenter is up") from None
+
+
+def connect(settings: VSphereSettings, where: str = "ova/vsphere.json") -> vim.ServiceInstance:
+    """Log in; failures say which user, which host and what to do (InputError, exit 2).
+
+    ``where`` names the file that set vcenter_server, for the messages.
+    """
     host, port = settings.host_port
-    where = f"user {settings.username} at host {settings.server}"
+    who = f"user {settings.username} at host {settings.server}"
     if not settings.server or not settings.username:
         raise InputError("vsphere.json: vcenter_server and username must be set to log in")
+    context = _ssl_context(settings)
+    _probe(host, port, where)
     try:
         return SmartConnect(host=host, port=port, user=settings.username,
-                            pwd=settings.password, sslContext=_ssl_context(settings),
-                            connectionPoolTimeout=-1)
+                            pwd=settings.password, sslContext=context,
+                            connectionPoolTimeout=-1, httpConnectionTimeout=REQUEST_TIMEOUT)
     except vim.fault.InvalidLogin:
-        raise InputError(f"login failed for {where}: check username and password "
+        raise InputError(f"login failed for {who}: check username and password "
                          "(or VSPHERE_PASSWORD)") from None
     except ssl.SSLCertVerificationError as exc:
         raise InputError(f"cannot verify the certificate of {settings.server} ({exc.verify_message}); "
                          "set VSPHERE_CA_FILE to its CA bundle, or insecure_connection "
                          "to true for a lab vCenter") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise InputError(f"cannot reach vCenter for {where}: {exc}; check vcenter_server "
-                         "(host or host:port) and the network") from None
+    except ssl.SSLError as exc:
+        raise InputError(f"{where}: vcenter_server: {host}:{port} does not speak TLS as vCenter "
+                         f"does ({exc.reason or exc}); check the host and port") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise InputError(f"cannot reach vCenter for {who}: {exc or type(exc).__name__}; check "
+                         "vcenter_server (host or host:port) and the network") from None
+    except vmodl.MethodFault as exc:
+        raise InputError(f"vCenter refused the login of {who}: {exc.msg}") from None
+    except Exception as exc:  # pyVmomi raises a bare Exception for a non-vSphere server
+        if "not a VIM server" not in str(exc):
+            raise
+        raise InputError(f"{where}: vcenter_server: {host}:{port} answers, but not as a vCenter "
+                         "or ESXi (no vSphere API at /sdk); check the host and port") from None
