@@ -78,6 +78,10 @@ def describe_plan(plan: BuildPlan) -> str:
     lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
     for original, copy in plan.normalised.items():
         lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")
+    for download in plan.downloads:
+        lines.append(f"# download: {download.line()}")
+    for warning in plan.warnings:
+        lines.append(f"# warning: {warning}")
     if plan.knobs.ansible_scp_extra_args:
         lines.append(f"ANSIBLE_SCP_EXTRA_ARGS={plan.knobs.ansible_scp_extra_args} \\")
     lines.append(plan.command_line())
@@ -125,6 +129,8 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
         dry_run_plans(targets, action, out, checkout, knobs)
         return RunReport([])
     plans = plan_all(targets, action, checkout, knobs, options)
+    for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
+        print(f"warning: {warning}", file=out)
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)

@@ -9,6 +9,7 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import sys
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, goss, naming
+from . import __version__, downloads, goss, naming
 from .baseinputs import inputs_hash
 from .catalog import Target
 from .checkout import Checkout
@@ -33,6 +34,7 @@ from .layering import (
     read_var_file,
     split_packer_flags,
 )
+from .template_uses import NO_EFFECT_HERE, reach, user_refs
 from .validation import (
     declared_variables,
     is_true,
@@ -41,7 +43,9 @@ from .validation import (
 )
 
 #: Variables whose values are secrets: never on argv, never in a log line.
-SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password"})
+SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password",
+                              "remote_password", "additional_s3_access",
+                              "additional_s3_secret"})
 
 #: vsphere.json fields every vsphere target needs (datacenter may be omitted
 #: when the vCenter has exactly one; folder and resource_pool are optional).
@@ -96,6 +100,8 @@ class BuildPlan:
     file_data: dict[Path, dict] = field(default_factory=dict, repr=False)
     options: BuildOptions = field(default_factory=BuildOptions)
     goss_plugin: Path | None = None
+    downloads: list[downloads.Download] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def generated_file(self) -> Path:
@@ -230,9 +236,16 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         file_data[layer.path] = data
         kind = SCHEMA_OF_ROLE.get(layer.role) or layer.path.stem
         problems += schema_problems(kind, data, where)
-        problems += undeclared_problems(list(data), declared, where)
+    # A name another value quotes ({{user `x`}}) is a helper, as upstream's docs
+    # show for ansible_user_vars; any other unknown name is a typo until proven otherwise.
+    known = set(declared) | set(NO_EFFECT_HERE) | user_refs(
+        [list(d.values()) for d in file_data.values()] + [fv.value for fv in flag_vars])
+    for layer in layers + user_layers:
+        if layer.path in file_data:
+            problems += undeclared_problems(list(file_data[layer.path]), known,
+                                            _rel(checkout, layer.path))
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
-                                    declared, "PACKER_FLAGS")
+                                    known, "PACKER_FLAGS")
 
     ordered = [(TEMPLATE_DEFAULTS, declared)]
     ordered += [(_rel(checkout, l.path), file_data[l.path])
@@ -246,6 +259,10 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         merged.origin["password"] = "VSPHERE_PASSWORD"
 
     problems += _cross_checks(checkout, target, knobs, merged)
+    resolved = merged.resolved(knobs.packer_env())
+    origin = lambda key: merged.origin.get(key, TEMPLATE_DEFAULTS)
+    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
+    problems += fetched.problems
     if problems and strict:
         raise InputError(f"{target.task_name(action)}: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''} in the configuration; "
@@ -259,6 +276,14 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     else:
         artifact = naming.artifact_dir(output_root, build_name, merged.get("kubernetes_semver"))
         vm_name = naming.node_vm_name(build_name, merged.get("kubernetes_semver"))
+    # Upstream's names for the VM and its output directory, when a var file sets them.
+    name_var, dir_var = ("base_build_version", "base_output_dir") if hv.base else \
+        ("build_version", "output_dir")
+    if hv.name == "local-vmx" and resolved.get("image_name"):
+        name_var = "image_name"
+    vm_name = resolved.get(name_var) or vm_name
+    if resolved.get(dir_var):
+        artifact = checkout.root / resolved.get(dir_var)
     if merged.get("output_directory"):
         artifact = Path(merged.get("output_directory"))
     work_dir = checkout.work_root / target.name
@@ -275,6 +300,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_python": sys.executable,
         "ib_target": target.name,
         "ssh_password": secrets.token_urlsafe(24),
+        **fetched.values,
     }
     if hv.base:
         os_keys = list(file_data.get(os_file, {}))
@@ -306,6 +332,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                                  f"the default (the base of {target.os_name}); remove the field "
                                  "or name a source"])
 
+    flags += _stock_install_dirs(resolved, merged, work_dir)
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
                   for i, l in enumerate(all_layers)
@@ -317,7 +344,86 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
         options=options or BuildOptions(),
         goss_plugin=goss.find_plugin() if action == "build" else None,
+        downloads=fetched.downloads,
+        warnings=_no_effect_warnings(checkout, target, merged, file_data,
+                                     [_rel(checkout, l.path) for l in user_layers]),
     )
+
+
+#: Upstream's own install-file directories (relative to its images/capi). A
+#: var file naming them means "the stock install files": here those are the
+#: ones imagebuilder renders into the build's work directory.
+UPSTREAM_INSTALL_DIRS = "packer/ova/linux/"
+
+#: Variables imagebuilder itself reads (naming, downloads, install files),
+#: besides the ones the template's blocks take.
+PLANNER_INPUTS = frozenset({
+    "build_version", "base_build_version", "output_dir", "base_output_dir", "image_name",
+    "cd_content_location", "http_directory", "output_directory", "vm_name", "export_ovf",
+    "containerd_version", "runc_version", "crictl_version", "kubernetes_cni_semver",
+    "containerd_url", "runc_url", "crictl_url", "containerd_sha256", "runc_sha256",
+    "crictl_sha256", "kubernetes_cni_http_checksum", "kubernetes_goarch",
+    "kubernetes_cni_http_source", "kubernetes_http_source", "kubernetes_semver",
+    "kubernetes_source_type", "min_vmx_version", "build_name", "source_path", "template",
+    "create_snapshot", "ssh_public_key", "ssh_username", "distro_name", "distro_version",
+})
+
+
+def _stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
+                        work_dir: Path) -> list[str]:
+    """``-var`` flags that put back this build's rendered install files where a var
+    file names upstream's stock ones (a -var wins over every var file)."""
+    value = resolved.get("http_directory", "")
+    if UPSTREAM_INSTALL_DIRS in value and merged.origin.get("http_directory") != "generated":
+        return [f"-var=http_directory={work_dir / 'http'}"]
+    return []
+
+
+def _no_effect_warnings(checkout: Checkout, target: Target, merged: MergedVars,
+                        file_data: dict[Path, dict], user_files: list[str]) -> list[str]:
+    """One line per kind of accepted-but-ineffective setting, never silence."""
+    warnings = []
+    set_here = {k: o for k, o in merged.origin.items() if o != TEMPLATE_DEFAULTS}
+    for name, why in NO_EFFECT_HERE.items():
+        if name in set_here and merged.get(name):
+            warnings.append(f"{set_here[name]}: {name}: has no effect on OVA builds: {why}")
+    hv = target.hypervisor
+    template = _template_for_warnings(checkout)
+    used = reach(template, merged.values, hv.builder)
+    install = _install_template_vars(checkout)
+    user_set = sorted(k for k, o in set_here.items()
+                      if (o in user_files or o == "PACKER_FLAGS -var") and k not in NO_EFFECT_HERE)
+    idle = [k for k in user_set if not used.get(k) and k not in PLANNER_INPUTS
+            and k not in install and k in merged.values and k in _declared_names(checkout)]
+    if idle:
+        warnings.append(f"{target.task_name('build')}: {', '.join(idle)}: no effect on this "
+                        f"target (no field of its builder {hv.builder}, its provisioners or "
+                        "post-processors takes them)")
+    return warnings
+
+
+def _declared_names(checkout: Checkout) -> set[str]:
+    return set(declared_variables(checkout.node_template))
+
+
+def _template_for_warnings(checkout: Checkout) -> dict:
+    data = json.loads(checkout.node_template.read_text())
+    provisioner = checkout.packer_dir / "goss" / "provisioner.json"
+    if provisioner.is_file():
+        data = goss.template_with_goss(checkout.node_template, provisioner)
+    return data
+
+
+def _install_template_vars(checkout: Checkout) -> set[str]:
+    """The variables the install-file templates (packer/install/) read."""
+    import jinja2
+    import jinja2.meta
+    env = jinja2.Environment()
+    env.filters["json"] = json.dumps  # as render.py's environment has
+    names: set[str] = set()
+    for path in (checkout.packer_dir / "install").rglob("*.j2"):
+        names |= jinja2.meta.find_undeclared_variables(env.parse(path.read_text()))
+    return names
 
 
 def _base_vmx(output_root: Path, build_name: str) -> Path:
