@@ -83,14 +83,48 @@ def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
         except jinja2.UndefinedError as exc:
             raise InputError(f"packer/install/{template}: {exc.message}; "
                              "declare the variable in a var file") from None
+        # Also where upstream's per-OS files point (boot_media_path, e.g. "/9/ks.cfg" or
+        # "/dev/sr1:/5/ks.json"): under the OS version, so their boot commands work as they are.
         path = destinations[dest] / name
-        path.write_text(text)
-        path.chmod(0o600)
+        version = values.get("distro_version", "")
+        copies = [path, destinations[dest] / version / name]
+        if distro == "photon":  # upstream's Photon files read the kickstart from the CD
+            copies.append(destinations["cd"] / version / name)
+        for copy in copies:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text)
+            copy.chmod(0o600)
         written.append(path)
+    written += _cd_content(values, destinations["cd"], plan.checkout.root)
     if not any(destinations["cd"].iterdir()):
         # cd_files needs at least one file to match; an empty CD is harmless.
         (destinations["cd"] / "README").write_text(f"{plan.target.name}: no CD content\n")
     return written
+
+
+def _cd_content(values: dict[str, str], cd_dir: Path, root: Path) -> list[Path]:
+    """Copy what ``cd_content_location`` names (a glob, or several separated by commas, as
+    Packer's cd_files) onto the CD, beside the rendered install files. Upstream's own
+    install-file directories (packer/ova/linux/...) stand for the files just rendered."""
+    copied = []
+    for pattern in filter(None, (p.strip() for p in values.get("cd_content_location", "").split(","))):
+        if "packer/ova/linux/" in pattern:
+            continue
+        base = Path(pattern) if Path(pattern).is_absolute() else root / pattern
+        matches = sorted(base.parent.glob(base.name)) if any(c in base.name for c in "*?[") \
+            else [base]
+        for source in matches:
+            if source.is_dir():
+                shutil.copytree(source, cd_dir / source.name, dirs_exist_ok=True)
+                copied += [p for p in (cd_dir / source.name).rglob("*") if p.is_file()]
+            elif source.is_file():
+                shutil.copy2(source, cd_dir / source.name)
+                copied.append(cd_dir / source.name)
+            else:
+                raise InputError(f"cd_content_location: {pattern}: no such file or directory")
+        if not matches:
+            raise InputError(f"cd_content_location: {pattern}: matches no file")
+    return copied
 
 
 def render_install_files(plan: BuildPlan) -> list[Path]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 _USER = re.compile(r"user\s+`([^`]+)`")
+_USER_TAG = re.compile(r"\{\{\s*user\s+`([^`]+)`\s*\}\}")
 
 #: Names upstream image-builder's shared config files carry that configure
 #: other platforms only: accepted, with a one-line warning, never silently.
@@ -21,6 +22,33 @@ NO_EFFECT_HERE = {
     "boot_command": "upstream's Windows OVA boot keys; Linux OVA builds type "
                     "boot_command_prefix, boot_media_path and boot_command_suffix",
 }
+
+
+def substitute(value: object, values: dict[str, str]) -> object:
+    """``value`` with every ``{{user `x`}}`` replaced by ``values[x]``; Packer's own
+    build-time variables (``{{ .HTTPIP }}``) are left as they are."""
+    if isinstance(value, str):
+        return _USER_TAG.sub(lambda m: values.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [substitute(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, values) for k, v in value.items()}
+    return value
+
+
+def for_builder(template: dict, builder: str, values: dict[str, str]) -> dict:
+    """The blocks one build runs (its builder, the provisioners and post-processors that
+    apply to it), with the variables filled in: each value where Packer puts it."""
+    out: dict[str, list] = {"builders": [], "provisioners": [], "post-processors": []}
+    for label, block in blocks(template):
+        kind = label.split(":", 1)[0]
+        if kind == "builder" and block.get("name") != builder:
+            continue
+        if kind != "builder" and not applies_to(block, builder):
+            continue
+        key = {"builder": "builders", "provisioner": "provisioners"}.get(kind, "post-processors")
+        out[key].append(substitute(block, values))
+    return out
 
 
 def user_refs(value: object) -> set[str]:

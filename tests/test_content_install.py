@@ -225,6 +225,6 @@ def test_render_target_function(checkout, tmp_path):
                             knobs=Knobs.from_env({}))
     names = {p.relative_to(tmp_path / "o").as_posix() for p in written}
     assert names == {"cidata/user-data", "cidata/meta-data", "packer-variables.json",
-                     "ansible-vars.json"}
+                     "ansible-vars.json", "packer-blocks.json", "downloads.json"}
     ansible = json.loads((tmp_path / "o" / "ansible-vars.json").read_text())
     assert ansible["extra_debs"] == "" and ansible["containerd_version"]
