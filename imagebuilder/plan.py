@@ -366,6 +366,7 @@ PLANNER_INPUTS = frozenset({
     "kubernetes_cni_http_source", "kubernetes_http_source", "kubernetes_semver",
     "kubernetes_source_type", "min_vmx_version", "build_name", "source_path", "template",
     "create_snapshot", "ssh_public_key", "ssh_username", "distro_name", "distro_version",
+    "destroy",
 })
 
 
