@@ -29,7 +29,7 @@ from .render import install_values, render_into
 from .template_uses import for_builder
 
 #: The ``--extra-vars`` arguments of node.json's ansible provisioners, in order.
-ANSIBLE_EXTRA_VARS = ("ansible_common_vars", "ib_communicator={{communicator}}",
+ANSIBLE_EXTRA_VARS = ("ib_ansible_vars", "ansible_common_vars", "ib_communicator={{communicator}}",
                       "ansible_extra_vars", "ansible_user_vars")
 
 

@@ -150,7 +150,7 @@ def test_flatcar_ignition_validates(checkout, tmp_path):
     assert "config" not in data["ignition"]  # nothing merged or fetched from elsewhere
     boot = json.loads((REPO / "ova" / "flatcar.json").read_text())
     assert "{{ .HTTPIP }}:{{ .HTTPPort }}/ignition.json" in boot["boot_command_prefix"]
-    assert "-i /tmp/ignition.json" in boot["boot_command_suffix"]
+    assert "-i /tmp/ignition.json" in boot["boot_command_prefix"]  # all of it, as upstream
 
 
 @pytest.mark.parametrize("os_name", os_of("photon"))

@@ -51,7 +51,7 @@ AWAITING_ROLES = frozenset({
     "python_path", "redhat_epel_rpm",
 })
 
-ANSIBLE_CARRIERS = ("ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
+ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
 
 
 def template() -> dict:
