@@ -10,6 +10,7 @@ the build's own working directory; nothing has been written yet.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
 import sys
@@ -247,6 +248,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
                                     known, "PACKER_FLAGS")
 
+    rewritten = _unwrap_quoted(file_data, declared)
     ordered = [(TEMPLATE_DEFAULTS, declared)]
     ordered += [(_rel(checkout, l.path), file_data[l.path])
                for l in layers + user_layers if l.path in file_data]
@@ -301,6 +303,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_target": target.name,
         "ssh_password": secrets.token_urlsafe(24),
         **fetched.values,
+        "ib_ansible_vars": _set_pairs(declared.get("ib_ansible_vars", ""),
+                                      {**resolved, **fetched.values}),
     }
     if hv.base:
         os_keys = list(file_data.get(os_file, {}))
@@ -316,7 +320,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         generated["password"] = knobs.vsphere_password
     # Generated values fill in; they never override what a var file or flag sets.
     generated = {k: v for k, v in generated.items()
-                 if not merged.get(k) or (k == "password" and knobs.vsphere_password)}
+                 if not merged.get(k) or (k == "password" and knobs.vsphere_password)
+                 or (k == "ib_ansible_vars" and merged.origin.get(k) == TEMPLATE_DEFAULTS)}
     # Packer reads the generated file before PACKER_VAR_FILES and -var flags:
     # where one of those sets a key, even to "", that value is what Packer uses.
     later = {_rel(checkout, l.path) for l in user_layers} | {"PACKER_FLAGS -var"}
@@ -336,7 +341,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
                   for i, l in enumerate(all_layers)
-                  if l.path in file_data and needs_normalising(file_data[l.path])}
+                  if l.path in file_data
+                  and (needs_normalising(file_data[l.path]) or l.path in rewritten)}
     return BuildPlan(
         checkout=checkout, target=target, action=action, knobs=knobs, flags=flags,
         layers=all_layers, merged=merged, generated=generated, flag_secrets=flag_secrets,
@@ -368,6 +374,34 @@ PLANNER_INPUTS = frozenset({
     "create_snapshot", "ssh_public_key", "ssh_username", "distro_name", "distro_version",
     "destroy",
 })
+
+
+_QUOTED_REF = re.compile(r'(\w+)="\{\{\s*user\s+`([^`]+)`\s*\}\}"')
+
+
+def _unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[Path]:
+    """Upstream's documented form for a list the playbooks get in quotes, such as
+    ``"extra_rpms": "\\"nfs-utils net-tools\\""``: the carrier already quotes it, so the
+    value's own quotes are dropped (doubled, they would cut the list at its first space).
+    Returns the files changed; they reach Packer as rewritten copies."""
+    carriers = [str(v) for v in declared.values()]
+    carriers += [str(v) for data in file_data.values() for v in data.values()]
+    quoted = {name for text in carriers for _, name in _QUOTED_REF.findall(text)}
+    changed = set()
+    for path, data in file_data.items():
+        for key in quoted & set(data):
+            value = data[key]
+            if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+                data[key] = value[1:-1]
+                changed.add(path)
+    return changed
+
+
+def _set_pairs(carrier: str, values: dict[str, str]) -> str:
+    """``k={{user `x`}}`` pairs of ``carrier`` whose variable is set: for names upstream
+    never hands the playbooks, empty means "the role's default", as it does upstream."""
+    pairs = re.findall(r"(\w+=\{\{user `([^`]+)`\}\})", carrier)
+    return " ".join(pair for pair, name in pairs if values.get(name, "").strip())
 
 
 def _stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
