@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,23 @@ def test_upstream_versions_drive_the_downloads(checkout, tmp_path):
     assert ansible["containerd_sha256"] == downloads["containerd"]["url"] + ".sha256sum"
     assert ansible["kubernetes_deb_repo"] == "https://pkgs.k8s.io/core:/stable:/v1.35/deb/"
     assert ansible["kubernetes_deb_version"] == "1.35.4-1.1"
+
+
+@pytest.mark.parametrize("os_name", ["ubuntu-2404", "rockylinux-9", "photon-5", "flatcar"])
+def test_ssh_username_end_to_end(checkout, tmp_path, os_name):
+    """upstream's ssh_username names the build user everywhere: the install file that
+    creates it with its sudoers entry, Packer's login, the playbooks' sysprep."""
+    user = write_json(tmp_path / "user.json", {"ssh_username": "capv-build"})
+    out = rendered(checkout, tmp_path, f"node-ova-local-{os_name}", [user])
+    install = "".join(p.read_text() for d in ("http", "cidata") for p in (out["dir"] / d).rglob("*")
+                      if p.is_file())
+    from urllib.parse import unquote
+    install = unquote(install)  # Ignition carries files as data: URLs
+    assert "sudoers.d/capv-build" in install
+    assert "capv-build ALL=(ALL) NOPASSWD: ALL" in install
+    assert not re.search(r"(name|user|username)[=:\s\"]+builder\b|sudoers\.d/builder", install)
+    [builder] = out["packer-blocks"]["builders"]
+    assert builder["ssh_username"] == "capv-build"
+    assert all(p["user"] == "capv-build" for p in out["packer-blocks"]["provisioners"]
+               if p["type"] == "ansible")
+    assert out["ansible-vars"]["sysprep_build_user"] == "capv-build"
