@@ -20,8 +20,8 @@ checksum together; it never installs the old version.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 #: sha256 digests of release artifacts we know: (component, version, arch) -> digest.
 KNOWN_SHA256: dict[tuple[str, str, str], str] = {

@@ -9,8 +9,6 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 import shlex
 import sys
@@ -35,7 +33,14 @@ from .layering import (
     read_var_file,
     split_packer_flags,
 )
-from .template_uses import NO_EFFECT_HERE, reach, user_refs
+from .template_uses import NO_EFFECT_HERE, user_refs
+from .upstream import (
+    TEMPLATE_DEFAULTS,
+    no_effect_warnings,
+    set_pairs,
+    stock_install_dirs,
+    unwrap_quoted,
+)
 from .validation import (
     declared_variables,
     is_true,
@@ -55,8 +60,6 @@ VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "netw
 #: The name Packer's vSphere builders give the snapshot of create_snapshot.
 PACKER_SNAPSHOT = "Created by Packer"
 
-#: Where a value comes from when no var file sets it.
-TEMPLATE_DEFAULTS = "packer/node.json"
 
 SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
@@ -248,7 +251,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
                                     known, "PACKER_FLAGS")
 
-    rewritten = _unwrap_quoted(file_data, declared)
+    rewritten = unwrap_quoted(file_data, declared)
     ordered = [(TEMPLATE_DEFAULTS, declared)]
     ordered += [(_rel(checkout, l.path), file_data[l.path])
                for l in layers + user_layers if l.path in file_data]
@@ -303,8 +306,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_target": target.name,
         "ssh_password": secrets.token_urlsafe(24),
         **fetched.values,
-        "ib_ansible_vars": _set_pairs(declared.get("ib_ansible_vars", ""),
-                                      {**resolved, **fetched.values}),
+        "ib_ansible_vars": set_pairs(declared.get("ib_ansible_vars", ""),
+                                     {**resolved, **fetched.values}),
     }
     if hv.base:
         os_keys = list(file_data.get(os_file, {}))
@@ -337,7 +340,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                                  f"the default (the base of {target.os_name}); remove the field "
                                  "or name a source"])
 
-    flags += _stock_install_dirs(resolved, merged, work_dir)
+    flags += stock_install_dirs(resolved, merged, work_dir)
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
                   for i, l in enumerate(all_layers)
@@ -351,115 +354,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         options=options or BuildOptions(),
         goss_plugin=goss.find_plugin() if action == "build" else None,
         downloads=fetched.downloads,
-        warnings=_no_effect_warnings(checkout, target, merged, file_data,
-                                     [_rel(checkout, l.path) for l in user_layers]),
+        warnings=no_effect_warnings(checkout, target, merged,
+                                    [_rel(checkout, l.path) for l in user_layers]),
     )
-
-
-#: Upstream's own install-file directories (relative to its images/capi). A
-#: var file naming them means "the stock install files": here those are the
-#: ones imagebuilder renders into the build's work directory.
-UPSTREAM_INSTALL_DIRS = "packer/ova/linux/"
-
-#: Variables imagebuilder itself reads (naming, downloads, install files),
-#: besides the ones the template's blocks take.
-PLANNER_INPUTS = frozenset({
-    "build_version", "base_build_version", "output_dir", "base_output_dir", "image_name",
-    "cd_content_location", "http_directory", "output_directory", "vm_name", "export_ovf",
-    "containerd_version", "runc_version", "crictl_version", "kubernetes_cni_semver",
-    "containerd_url", "runc_url", "crictl_url", "containerd_sha256", "runc_sha256",
-    "crictl_sha256", "kubernetes_cni_http_checksum", "kubernetes_goarch",
-    "kubernetes_cni_http_source", "kubernetes_http_source", "kubernetes_semver",
-    "kubernetes_source_type", "min_vmx_version", "build_name", "source_path", "template",
-    "create_snapshot", "ssh_public_key", "ssh_username", "distro_name", "distro_version",
-    "destroy",
-})
-
-
-_QUOTED_REF = re.compile(r'(\w+)="\{\{\s*user\s+`([^`]+)`\s*\}\}"')
-
-
-def _unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[Path]:
-    """Upstream's documented form for a list the playbooks get in quotes, such as
-    ``"extra_rpms": "\\"nfs-utils net-tools\\""``: the carrier already quotes it, so the
-    value's own quotes are dropped (doubled, they would cut the list at its first space).
-    Returns the files changed; they reach Packer as rewritten copies."""
-    carriers = [str(v) for v in declared.values()]
-    carriers += [str(v) for data in file_data.values() for v in data.values()]
-    quoted = {name for text in carriers for _, name in _QUOTED_REF.findall(text)}
-    changed = set()
-    for path, data in file_data.items():
-        for key in quoted & set(data):
-            value = data[key]
-            if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-                data[key] = value[1:-1]
-                changed.add(path)
-    return changed
-
-
-def _set_pairs(carrier: str, values: dict[str, str]) -> str:
-    """``k={{user `x`}}`` pairs of ``carrier`` whose variable is set: for names upstream
-    never hands the playbooks, empty means "the role's default", as it does upstream."""
-    pairs = re.findall(r"(\w+=\{\{user `([^`]+)`\}\})", carrier)
-    return " ".join(pair for pair, name in pairs if values.get(name, "").strip())
-
-
-def _stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
-                        work_dir: Path) -> list[str]:
-    """``-var`` flags that put back this build's rendered install files where a var
-    file names upstream's stock ones (a -var wins over every var file)."""
-    value = resolved.get("http_directory", "")
-    if UPSTREAM_INSTALL_DIRS in value and merged.origin.get("http_directory") != "generated":
-        return [f"-var=http_directory={work_dir / 'http'}"]
-    return []
-
-
-def _no_effect_warnings(checkout: Checkout, target: Target, merged: MergedVars,
-                        file_data: dict[Path, dict], user_files: list[str]) -> list[str]:
-    """One line per kind of accepted-but-ineffective setting, never silence."""
-    warnings = []
-    set_here = {k: o for k, o in merged.origin.items() if o != TEMPLATE_DEFAULTS}
-    for name, why in NO_EFFECT_HERE.items():
-        if name in set_here and merged.get(name):
-            warnings.append(f"{set_here[name]}: {name}: has no effect on OVA builds: {why}")
-    # Builder settings of other builders (http_ip on vmware-iso, which Packer 1.6.6 lacks;
-    # remote_* on vSphere targets). Site files (vsphere.json, vmx.json) are layered for
-    # every target by many users, and base builds skip the playbooks by design: not listed.
-    hv = target.hypervisor
-    template = _template_for_warnings(checkout)
-    here = reach(template, merged.values, hv.builder)
-    anywhere = reach(template, merged.values)
-    site = set()
-    for name in ("vsphere.json", "vmx.json"):
-        site |= set(json.loads((checkout.ova_dir / name).read_text()))
-    user_set = sorted(k for k, o in set_here.items()
-                      if (o in user_files or o == "PACKER_FLAGS -var") and k not in site)
-    idle = [k for k in user_set if not here.get(k) and k not in PLANNER_INPUTS
-            and anywhere.get(k) and all(l.startswith("builder:") for l in anywhere[k])]
-    if idle:
-        warnings.append(f"{target.task_name('build')}: {', '.join(idle)}: no effect on this "
-                        f"target (its builder {hv.builder} has no such field)")
-    return warnings
-
-
-def _template_for_warnings(checkout: Checkout) -> dict:
-    data = json.loads(checkout.node_template.read_text())
-    provisioner = checkout.packer_dir / "goss" / "provisioner.json"
-    if provisioner.is_file():
-        data = goss.template_with_goss(checkout.node_template, provisioner)
-    return data
-
-
-def _install_template_vars(checkout: Checkout) -> set[str]:
-    """The variables the install-file templates (packer/install/) read."""
-    import jinja2
-    import jinja2.meta
-    env = jinja2.Environment()
-    env.filters["json"] = json.dumps  # as render.py's environment has
-    names: set[str] = set()
-    for path in (checkout.packer_dir / "install").rglob("*.j2"):
-        names |= jinja2.meta.find_undeclared_variables(env.parse(path.read_text()))
-    return names
 
 
 def _base_vmx(output_root: Path, build_name: str) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 _USER = re.compile(r"user\s+`([^`]+)`")
 _USER_TAG = re.compile(r"\{\{\s*user\s+`([^`]+)`\s*\}\}")

@@ -87,10 +87,10 @@ def test_a_mirror_without_a_checksum_is_an_input_error(checkout, tmp_path):
      "containerd_version: 'v2.3.2' is not a containerd release version; write it as '1.2.3'"),
     ({"kubernetes_cni_semver": "1.2.0"},
      "kubernetes_cni_semver: '1.2.0' is not a cni release version; write it as 'v1.2.3'"),
-    ({"runc_sha256": ""}, "runc_sha256: is empty here, which hides the checksum of runc 1.5.1; "
-                          "remove the field or set the sha256"),
-    ({"crictl_sha256": "md5:abc"}, "crictl_sha256: 'md5:abc' is neither a sha256 digest "
-                                   "(64 hex digits) nor the URL of a checksum file"),
+    ({"runc_sha256": ""}, ("runc_sha256: is empty here, which hides the checksum of runc 1.5.1; "
+                           "remove the field or set the sha256")),
+    ({"crictl_sha256": "md5:abc"}, ("crictl_sha256: 'md5:abc' is neither a sha256 digest "
+                                    "(64 hex digits) nor the URL of a checksum file")),
     ({"kubernetes_semver": "v1.36.1", "kubernetes_deb_version": "1.36.1-1.1"},
      "kubernetes_series: v1.37 is not the series of kubernetes_semver v1.36.1; set it to v1.36"),
 ])

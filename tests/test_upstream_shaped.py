@@ -97,9 +97,9 @@ def test_upstream_packer_common(checkout, tmp_path, hv):
     assert result.merged.get("ssh_handshake_attempts") == "100"
     with pytest.raises(InputError) as info:
         plan(checkout, f"build-node-ova-{hv}-rockylinux-9", files)
-    assert info.value.problems == [
-        f"{CORPUS / 'os' / 'packer-common.json'}: vmx_version: 15 is below the minimum 18 "
-        "that rockylinux-9 needs; set vmx_version to 18 or more"]
+    expected = (f"{CORPUS / 'os' / 'packer-common.json'}: vmx_version: 15 is below the minimum "
+                "18 that rockylinux-9 needs; set vmx_version to 18 or more")
+    assert info.value.problems == [expected]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.stem)

@@ -19,10 +19,9 @@ import pytest
 from support import REPO
 
 from imagebuilder import goss
-from imagebuilder.checkout import COMMON_VAR_FILES
-from imagebuilder.plan import PLANNER_INPUTS, _install_template_vars
-from imagebuilder.checkout import Checkout
+from imagebuilder.checkout import COMMON_VAR_FILES, Checkout
 from imagebuilder.template_uses import NO_EFFECT_HERE, reach
+from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 
 #: Variables passed to the playbooks whose consuming role tasks are being written
 #: (issue 9, content parity) on other branches. The lead empties this at merge;
@@ -108,7 +107,7 @@ def unconsumed() -> dict[str, str]:
     declared = json.loads((REPO / "packer" / "node.json").read_text())["variables"]
     reached = reach(template(), values())
     via_ansible = ansible_names()
-    install = _install_template_vars(Checkout(REPO))
+    install = install_template_variables(Checkout(REPO))
     text = role_text()
     missing = {}
     for name in declared:
@@ -120,10 +119,9 @@ def unconsumed() -> dict[str, str]:
             continue
         if any(not label.startswith("provisioner:") or "goss" in label for label in labels):
             continue  # a builder, post-processor or the goss provisioner takes it
-        if name in via_ansible:
-            if not any(role_reads(key, text) for key in via_ansible[name]):
-                missing[name] = ("reaches the playbooks as " + ", ".join(sorted(via_ansible[name]))
-                                 + " but no role task, template or playbook reads it")
+        if name in via_ansible and not any(role_reads(key, text) for key in via_ansible[name]):
+            missing[name] = ("reaches the playbooks as " + ", ".join(sorted(via_ansible[name]))
+                             + " but no role task, template or playbook reads it")
         # else it is a field of a provisioner itself (user, ansible_env_vars, ...)
     return missing
 
