@@ -76,7 +76,8 @@ _JOINED = ("boot_command_prefix", "boot_command_suffix", "boot_media_path", "iso
 
 
 def ansible_names() -> dict[str, set[str]]:
-    """packer variable -> the extra-vars names it reaches the playbooks under."""
+    """packer variable -> the extra-vars names it reaches the playbooks under (directly,
+    or inside another variable's value, as kubernetes_series inside kubernetes_deb_repo)."""
     out: dict[str, set[str]] = {}
     merged = values()
     for carrier in ANSIBLE_CARRIERS:
@@ -85,6 +86,14 @@ def ansible_names() -> dict[str, set[str]]:
             key, _, value = token.partition("=")
             for name in re.findall(r"@@([^@]+)@@", value):
                 out.setdefault(name, set()).add(key)
+    changed = True
+    while changed:  # a variable quoted in another's value arrives inside that one
+        changed = False
+        for holder, value in merged.items():
+            for name in re.findall(r"user\s+`([^`]+)`", value):
+                if name != holder and not out.get(holder, set()) <= out.setdefault(name, set()):
+                    out[name] |= out[holder]
+                    changed = True
     return out
 
 
