@@ -312,3 +312,14 @@ def test_ssh_username_end_to_end(checkout, tmp_path, os_name):
     assert all(p["user"] == "capv-build" for p in out["packer-blocks"]["provisioners"]
                if p["type"] == "ansible")
     assert out["ansible-vars"]["sysprep_build_user"] == "capv-build"
+
+
+def test_new_fields_are_typed(checkout, tmp_path):
+    """Values Packer would refuse late are input errors up front, naming file and field."""
+    bad = write_json(tmp_path / "bad.json", {"ip_settle_timeout": "five", "cdrom_type": "floppy",
+                                             "destroy": "yes", "http_port_min": "80a"})
+    with pytest.raises(InputError) as info:
+        plan(checkout, "build-node-ova-vsphere-ubuntu-2204", [bad] + site_files(tmp_path))
+    assert sorted(p.split(":")[1].strip() for p in info.value.problems) == [
+        "cdrom_type", "destroy", "http_port_min", "ip_settle_timeout"]
+    assert all(p.startswith(f"{bad}: ") for p in info.value.problems)
