@@ -74,9 +74,12 @@ def set_pairs(carrier: str, values: dict[str, str]) -> str:
 def stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
                         work_dir: Path) -> list[str]:
     """``-var`` flags that put back this build's rendered install files where a var
-    file names upstream's stock ones (a -var wins over every var file)."""
+    file names upstream's stock ones, or none at all (upstream's Flatcar file sets ""
+    because its boot command fetches from GitHub; serving ours costs nothing). A -var
+    wins over every var file."""
     value = resolved.get("http_directory", "")
-    if UPSTREAM_INSTALL_DIRS in value and merged.origin.get("http_directory") != "generated":
+    set_by_file = merged.origin.get("http_directory") not in ("generated", TEMPLATE_DEFAULTS)
+    if set_by_file and (UPSTREAM_INSTALL_DIRS in value or not value.strip()):
         return [f"-var=http_directory={work_dir / 'http'}"]
     return []
 

@@ -269,6 +269,8 @@ def test_upstream_photon_file_finds_its_kickstart_on_the_cd(checkout, tmp_path):
 
 def test_upstream_flatcar_names(checkout, tmp_path):
     files = [CORPUS / "os" / "flatcar.json"]
+    result = plan(checkout, "build-node-ova-local-flatcar", files)
+    assert f"-var=http_directory={result.http_dir}" in result.argv()  # its "" would serve nothing
     out = rendered(checkout, tmp_path, "node-ova-local-flatcar", files,
                    FLATCAR_CHANNEL="beta", FLATCAR_VERSION="4012.1.0")
     [builder] = out["packer-blocks"]["builders"]
