@@ -73,8 +73,9 @@ def describe_plan(plan: BuildPlan) -> str:
              f"# working directory: {plan.checkout.root}",
              f"# output: {plan.artifact_dir}",
              f"# log: {plan.log_path}"]
-    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password") else f"{k}={v}"
-                          for k, v in sorted(plan.generated.items()))
+    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password")
+                          else f"{k}=<{len(v.split())} playbook variables>" if k == "ib_ansible_vars"
+                          else f"{k}={v}" for k, v in sorted(plan.generated.items()))
     lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
     for original, copy in plan.normalised.items():
         lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")

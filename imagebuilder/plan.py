@@ -36,6 +36,7 @@ from .layering import (
 from .template_uses import NO_EFFECT_HERE, user_refs
 from .upstream import (
     TEMPLATE_DEFAULTS,
+    cd_content_sources,
     no_effect_warnings,
     set_pairs,
     stock_install_dirs,
@@ -268,6 +269,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     origin = lambda key: merged.origin.get(key, TEMPLATE_DEFAULTS)
     fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
     problems += fetched.problems
+    problems += [f"{origin('cd_content_location')}: {p}" for p in
+                 cd_content_sources(resolved.get("cd_content_location", ""), checkout.root)[1]]
     if problems and strict:
         raise InputError(f"{target.task_name(action)}: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''} in the configuration; "

@@ -17,6 +17,7 @@ import jinja2
 
 from .errors import InputError
 from .plan import BuildPlan
+from .upstream import cd_content_sources
 
 #: distro_name -> [(template under packer/install/, destination dir, file name)]
 INSTALL_FILES: dict[str, list[tuple[str, str, str]]] = {
@@ -103,27 +104,19 @@ def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
 
 
 def _cd_content(values: dict[str, str], cd_dir: Path, root: Path) -> list[Path]:
-    """Copy what ``cd_content_location`` names (a glob, or several separated by commas, as
-    Packer's cd_files) onto the CD, beside the rendered install files. Upstream's own
-    install-file directories (packer/ova/linux/...) stand for the files just rendered."""
+    """Copy what ``cd_content_location`` names onto the CD, beside the rendered install
+    files (see upstream.cd_content_sources; the plan has checked that it exists)."""
+    sources, problems = cd_content_sources(values.get("cd_content_location", ""), root)
+    if problems:
+        raise InputError(problems[0])
     copied = []
-    for pattern in filter(None, (p.strip() for p in values.get("cd_content_location", "").split(","))):
-        if "packer/ova/linux/" in pattern:
-            continue
-        base = Path(pattern) if Path(pattern).is_absolute() else root / pattern
-        matches = sorted(base.parent.glob(base.name)) if any(c in base.name for c in "*?[") \
-            else [base]
-        for source in matches:
-            if source.is_dir():
-                shutil.copytree(source, cd_dir / source.name, dirs_exist_ok=True)
-                copied += [p for p in (cd_dir / source.name).rglob("*") if p.is_file()]
-            elif source.is_file():
-                shutil.copy2(source, cd_dir / source.name)
-                copied.append(cd_dir / source.name)
-            else:
-                raise InputError(f"cd_content_location: {pattern}: no such file or directory")
-        if not matches:
-            raise InputError(f"cd_content_location: {pattern}: matches no file")
+    for source in sources:
+        if source.is_dir():
+            shutil.copytree(source, cd_dir / source.name, dirs_exist_ok=True)
+            copied += [p for p in (cd_dir / source.name).rglob("*") if p.is_file()]
+        else:
+            shutil.copy2(source, cd_dir / source.name)
+            copied.append(cd_dir / source.name)
     return copied
 
 

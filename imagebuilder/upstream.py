@@ -71,6 +71,27 @@ def set_pairs(carrier: str, values: dict[str, str]) -> str:
     return " ".join(pair for pair, name in pairs if values.get(name, "").strip())
 
 
+def cd_content_sources(value: str, root: Path) -> tuple[list[Path], list[str]]:
+    """The files and directories ``cd_content_location`` names (globs, several separated
+    by commas, as Packer's cd_files; relative to the checkout), and the problems. Upstream's
+    own install-file directories stand for the files this build renders: skipped."""
+    sources: list[Path] = []
+    problems: list[str] = []
+    for pattern in filter(None, (p.strip() for p in value.split(","))):
+        if UPSTREAM_INSTALL_DIRS in pattern:
+            continue
+        base = Path(pattern) if Path(pattern).is_absolute() else root / pattern
+        if any(c in base.name for c in "*?["):
+            matches = sorted(base.parent.glob(base.name))
+        else:
+            matches = [base] if base.exists() else []
+        if not matches:
+            problems.append(f"cd_content_location: {pattern}: matches no file; name files "
+                            "to put on the CD, or remove the field")
+        sources += matches
+    return sources, problems
+
+
 def stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
                         work_dir: Path) -> list[str]:
     """``-var`` flags that put back this build's rendered install files where a var

@@ -247,6 +247,27 @@ def test_upstream_output_names(checkout, tmp_path):
     assert base.artifact_dir == checkout.root / "output" / "my-base"
 
 
+def test_image_name_names_a_local_vmx_build(checkout, tmp_path):
+    named = write_json(tmp_path / "named.json", {"image_name": "golden"})
+    result = plan(checkout, "build-node-ova-local-vmx-ubuntu-2204", [named] + site_files(tmp_path))
+    assert result.merged.get("vm_name") == "golden"
+
+
+def test_cd_content_location_adds_files_to_the_cd(checkout, tmp_path):
+    extra = tmp_path / "cd-extra"
+    extra.mkdir()
+    (extra / "vendor.cfg").write_text("x=1\n")
+    files = [write_json(tmp_path / "cd.json", {"cd_content_location": f"{extra}/*"})]
+    out = rendered(checkout, tmp_path, "node-ova-local-ubuntu-2204", files)
+    assert (out["dir"] / "cidata" / "vendor.cfg").read_text() == "x=1\n"
+    assert (out["dir"] / "cidata" / "user-data").is_file()
+    missing = write_json(tmp_path / "cd2.json", {"cd_content_location": f"{tmp_path}/nope/*"})
+    with pytest.raises(InputError) as info:  # before anything runs
+        plan(checkout, "build-node-ova-local-ubuntu-2204", [missing])
+    assert info.value.problems == [f"{missing}: cd_content_location: {tmp_path}/nope/*: matches "
+                                   "no file; name files to put on the CD, or remove the field"]
+
+
 def test_upstream_rhel_file_uses_the_rendered_kickstart(checkout, tmp_path):
     """Upstream's rhel-9.json names its own install-file directory and /9/ks.cfg."""
     files = [CORPUS / "os" / "rhel-9.json", *site_files(tmp_path)]
