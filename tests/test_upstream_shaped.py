@@ -264,8 +264,9 @@ def test_cd_content_location_adds_files_to_the_cd(checkout, tmp_path):
     missing = write_json(tmp_path / "cd2.json", {"cd_content_location": f"{tmp_path}/nope/*"})
     with pytest.raises(InputError) as info:  # before anything runs
         plan(checkout, "build-node-ova-local-ubuntu-2204", [missing])
-    assert info.value.problems == [f"{missing}: cd_content_location: {tmp_path}/nope/*: matches "
-                                   "no file; name files to put on the CD, or remove the field"]
+    expected = (f"{missing}: cd_content_location: {tmp_path}/nope/*: matches no file; name "
+                "files to put on the CD, or remove the field")
+    assert info.value.problems == [expected]
 
 
 def test_upstream_rhel_file_uses_the_rendered_kickstart(checkout, tmp_path):
