@@ -135,11 +135,16 @@ def describe_plan(plan: BuildPlan) -> str:
              f"# working directory: {plan.checkout.root}",
              f"# output: {plan.artifact_dir}",
              f"# log: {plan.log_path}"]
-    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password") else f"{k}={v}"
-                          for k, v in sorted(plan.generated.items()))
+    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password")
+                          else f"{k}=<{len(v.split())} playbook variables>" if k == "ib_ansible_vars"
+                          else f"{k}={v}" for k, v in sorted(plan.generated.items()))
     lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
     for original, copy in plan.normalised.items():
         lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")
+    for download in plan.downloads:
+        lines.append(f"# download: {download.line()}")
+    for warning in plan.warnings:
+        lines.append(f"# warning: {warning}")
     if plan.knobs.ansible_scp_extra_args:
         lines.append(f"ANSIBLE_SCP_EXTRA_ARGS={plan.knobs.ansible_scp_extra_args} \\")
     lines.append(plan.command_line())
@@ -200,6 +205,8 @@ def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
          knobs: Knobs | None, options: BuildOptions | None) -> RunReport:
     plans = plan_all(targets, action, checkout, knobs, options)
     _refuse_clashes(plans)
+    for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
+        print(f"warning: {warning}", file=out)
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)

@@ -18,6 +18,7 @@ from .packer import PackerProcess, find_packer
 from .plan import BuildPlan, write_build_files
 from .render import render_install_files
 from .steps import BuildState, Cancelled, StepRunner
+from .validation import is_true
 
 OK, FAILED, INTERRUPTED, SKIPPED, BUSY = "ok", "failed", "interrupted", "skipped", "busy"
 
@@ -246,7 +247,11 @@ def steps_for(plan: BuildPlan, on_line: Callable[[str], None] | None = None) -> 
     if hv.vsphere and hv.base:
         from .vsphere.steps import VerifyBaseStep
         steps.append(VerifyBaseStep())
-    return steps + [PublishStep()]
+    steps.append(PublishStep())
+    if hv.vsphere and not hv.base and is_true(plan.merged.get("destroy")):
+        from .vsphere.steps import DestroyStep
+        steps.append(DestroyStep())
+    return steps
 
 
 def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None = None,

@@ -13,10 +13,12 @@ COMMON_VAR_FILES = (
     "kubernetes.json",
     "cni.json",
     "containerd.json",
+    "wasm-shims.json",
     "ansible-args.json",
     "goss-args.json",
     "common.json",
     "additional_components.json",
+    "ecr_credential_provider.json",
 )
 
 #: OS catalog entries in ova/ that are not operating systems.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, goss, naming
+from . import __version__, downloads, goss, naming
 from .baseinputs import inputs_hash
 from .catalog import Target
 from .checkout import Checkout
@@ -36,6 +36,15 @@ from .layering import (
     packer_string,
     read_var_file,
     split_packer_flags,
+)
+from .template_uses import NO_EFFECT_HERE, user_refs
+from .upstream import (
+    TEMPLATE_DEFAULTS,
+    cd_content_sources,
+    no_effect_warnings,
+    set_pairs,
+    stock_install_dirs,
+    unwrap_quoted,
 )
 from .validation import (
     DEFAULT_MINIMUMS,
@@ -55,8 +64,6 @@ VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "netw
 #: The name Packer's vSphere builders give the snapshot of create_snapshot.
 PACKER_SNAPSHOT = "Created by Packer"
 
-#: Where a value comes from when no var file sets it.
-TEMPLATE_DEFAULTS = "packer/node.json"
 
 SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
                   "flags": "var-file", "user": "var-file"}
@@ -104,6 +111,8 @@ class BuildPlan:
     file_data: dict[Path, dict] = field(default_factory=dict, repr=False)
     options: BuildOptions = field(default_factory=BuildOptions)
     goss_plugin: Path | None = None
+    downloads: list[downloads.Download] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def generated_file(self) -> Path:
@@ -250,10 +259,18 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         for name, what in schema_errors(kind, data):
             bad_fields.add(name)
             problems.append(f"{where}: {name}: {what}" if name else f"{where}: {what}")
-        problems += undeclared_problems(list(data), declared, where)
+    # A name another value quotes ({{user `x`}}) is a helper, as upstream's docs
+    # show for ansible_user_vars; any other unknown name is a typo until proven otherwise.
+    known = set(declared) | set(NO_EFFECT_HERE) | user_refs(
+        [list(d.values()) for d in file_data.values()] + [fv.value for fv in flag_vars])
+    for layer in layers + user_layers:
+        if layer.path in file_data:
+            problems += undeclared_problems(list(file_data[layer.path]), known,
+                                            _rel(checkout, layer.path))
     problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
-                                    declared, "PACKER_FLAGS")
+                                    known, "PACKER_FLAGS")
 
+    rewritten = unwrap_quoted(file_data, declared)
     ordered = [(TEMPLATE_DEFAULTS, declared)]
     ordered += [(_rel(checkout, l.path), file_data[l.path])
                for l in layers + user_layers if l.path in file_data]
@@ -270,6 +287,12 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     if not unreadable:
         problems += _cross_checks(checkout, target, knobs, merged, bad_fields)
     problems += _environment_checks(knobs, merged)
+    resolved = merged.resolved(knobs.packer_env())
+    origin = lambda key: merged.origin.get(key, TEMPLATE_DEFAULTS)
+    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
+    problems += fetched.problems
+    problems += [f"{origin('cd_content_location')}: {p}" for p in
+                 cd_content_sources(resolved.get("cd_content_location", ""), checkout.root)[1]]
     if problems and strict:
         raise InputError(f"{target.task_name(action)}: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''} in the configuration; "
@@ -283,6 +306,14 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     else:
         artifact = naming.artifact_dir(output_root, build_name, merged.get("kubernetes_semver"))
         vm_name = naming.node_vm_name(build_name, merged.get("kubernetes_semver"))
+    # Upstream's names for the VM and its output directory, when a var file sets them.
+    name_var, dir_var = ("base_build_version", "base_output_dir") if hv.base else \
+        ("build_version", "output_dir")
+    if hv.name == "local-vmx" and resolved.get("image_name"):
+        name_var = "image_name"
+    vm_name = resolved.get(name_var) or vm_name
+    if resolved.get(dir_var):
+        artifact = checkout.root / resolved.get(dir_var)
     if merged.get("output_directory"):
         artifact = Path(merged.get("output_directory"))
     work_dir = checkout.work_root / target.name
@@ -302,6 +333,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         # destroys only the VM that carries its own build's id.
         "ib_build_id": secrets.token_hex(12),
         "ssh_password": secrets.token_urlsafe(24),
+        **fetched.values,
+        "ib_ansible_vars": set_pairs(declared.get("ib_ansible_vars", ""),
+                                     {**resolved, **fetched.values}),
     }
     if hv.base:
         os_keys = list(file_data.get(os_file, {}))
@@ -335,10 +369,12 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                                  f"the default (the base of {target.os_name}); remove the field "
                                  "or name a source"])
 
+    flags += stock_install_dirs(resolved, merged, work_dir)
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
                   for i, l in enumerate(all_layers)
-                  if l.path in file_data and needs_normalising(file_data[l.path])}
+                  if l.path in file_data
+                  and (needs_normalising(file_data[l.path]) or l.path in rewritten)}
     return BuildPlan(
         checkout=checkout, target=target, action=action, knobs=knobs, flags=flags,
         layers=all_layers, merged=merged, generated=generated, flag_secrets=flag_secrets,
@@ -346,6 +382,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
         options=options or BuildOptions(),
         goss_plugin=goss.find_plugin() if action == "build" else None,
+        downloads=fetched.downloads,
+        warnings=no_effect_warnings(checkout, target, merged,
+                                    [_rel(checkout, l.path) for l in user_layers]),
     )
 
 

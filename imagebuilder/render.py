@@ -17,6 +17,7 @@ import jinja2
 
 from .errors import InputError
 from .plan import BuildPlan
+from .upstream import cd_content_sources
 
 #: distro_name -> [(template under packer/install/, destination dir, file name)]
 INSTALL_FILES: dict[str, list[tuple[str, str, str]]] = {
@@ -83,14 +84,40 @@ def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
         except jinja2.UndefinedError as exc:
             raise InputError(f"packer/install/{template}: {exc.message}; "
                              "declare the variable in a var file") from None
+        # Also where upstream's per-OS files point (boot_media_path, e.g. "/9/ks.cfg" or
+        # "/dev/sr1:/5/ks.json"): under the OS version, so their boot commands work as they are.
         path = destinations[dest] / name
-        path.write_text(text)
-        path.chmod(0o600)
+        version = values.get("distro_version", "")
+        copies = [path, destinations[dest] / version / name]
+        if distro == "photon":  # upstream's Photon files read the kickstart from the CD
+            copies.append(destinations["cd"] / version / name)
+        for copy in copies:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text)
+            copy.chmod(0o600)
         written.append(path)
+    written += _cd_content(values, destinations["cd"], plan.checkout.root)
     if not any(destinations["cd"].iterdir()):
         # cd_files needs at least one file to match; an empty CD is harmless.
         (destinations["cd"] / "README").write_text(f"{plan.target.name}: no CD content\n")
     return written
+
+
+def _cd_content(values: dict[str, str], cd_dir: Path, root: Path) -> list[Path]:
+    """Copy what ``cd_content_location`` names onto the CD, beside the rendered install
+    files (see upstream.cd_content_sources; the plan has checked that it exists)."""
+    sources, problems = cd_content_sources(values.get("cd_content_location", ""), root)
+    if problems:
+        raise InputError(problems[0])
+    copied = []
+    for source in sources:
+        if source.is_dir():
+            shutil.copytree(source, cd_dir / source.name, dirs_exist_ok=True)
+            copied += [p for p in (cd_dir / source.name).rglob("*") if p.is_file()]
+        else:
+            shutil.copy2(source, cd_dir / source.name)
+            copied.append(cd_dir / source.name)
+    return copied
 
 
 def render_install_files(plan: BuildPlan) -> list[Path]:

@@ -8,6 +8,9 @@ secrets redacted:
     DIR/cidata/...                what the "cidata" CD would hold (user-data, ...)
     DIR/packer-variables.json     every Packer variable, resolved
     DIR/ansible-vars.json         the variables the playbooks receive, parsed
+    DIR/packer-blocks.json        the build's builder, provisioners and post-processors
+                                  with every variable filled in (each value where it goes)
+    DIR/downloads.json            what the roles download: URL, version, checksum
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import json
 import shlex
 from pathlib import Path
 
+from . import goss
 from .catalog import parse_target
 from .checkout import Checkout, find_checkout
 from .knobs import Knobs
 from .packer import REDACTED
 from .plan import SECRET_VARIABLES, BuildPlan, plan_build
 from .render import install_values, render_into
+from .template_uses import for_builder
 
 #: The ``--extra-vars`` arguments of node.json's ansible provisioners, in order.
-ANSIBLE_EXTRA_VARS = ("ansible_common_vars", "ib_communicator={{communicator}}",
+ANSIBLE_EXTRA_VARS = ("ib_ansible_vars", "ansible_common_vars", "ib_communicator={{communicator}}",
                       "ansible_extra_vars", "ansible_user_vars")
 
 
@@ -63,6 +68,12 @@ def redact(values: dict[str, str], plan: BuildPlan) -> dict[str, str]:
     return out
 
 
+def _redact_text(text: str, plan: BuildPlan) -> str:
+    for secret in plan.secret_values:
+        text = text.replace(json.dumps(secret)[1:-1], REDACTED)
+    return text
+
+
 def render_target(target_name: str, output_dir: Path,
                   checkout: Checkout | None = None, knobs: Knobs | None = None) -> list[Path]:
     """Write ``target_name``'s install files and resolved variables into ``output_dir``.
@@ -78,8 +89,18 @@ def render_target(target_name: str, output_dir: Path,
     values = install_values(plan)
     written = render_into(plan, values, output_dir / "http", output_dir / "cidata")
     public = redact({k: v for k, v in values.items() if k != "ssh_password_hash"}, plan)
+    template = json.loads(plan.checkout.node_template.read_text())
+    if plan.goss_plugin:
+        template = goss.template_with_goss(plan.checkout.node_template,
+                                           plan.checkout.packer_dir / "goss" / "provisioner.json")
+    hidden = {k: (REDACTED if v else "") if k in SECRET_VARIABLES else v for k, v in values.items()}
+    blocks = json.loads(json.dumps(for_builder(template, plan.builder, hidden)))
+    blocks = json.loads(_redact_text(json.dumps(blocks), plan))
+    fetched = [{"name": d.name, "version": d.version, "url": d.url, "checksum": d.checksum,
+                "checksum_source": d.source} for d in plan.downloads]
     for name, data in (("packer-variables.json", public),
-                       ("ansible-vars.json", redact(ansible_vars(values), plan))):
+                       ("ansible-vars.json", redact(ansible_vars(values), plan)),
+                       ("packer-blocks.json", blocks), ("downloads.json", fetched)):
         path = output_dir / name
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         written.append(path)

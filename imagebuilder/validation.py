@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 SCHEMA_FILES = ("defs", "var-file", "os", "vsphere", "vmx")
 
 #: Variables whose values are secrets: never on argv, never in a log line or a message.
-SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password"})
+SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password",
+                              "remote_password", "additional_s3_access",
+                              "additional_s3_secret"})
 #: Names that look like they hold a secret (a misspelt password too): their
 #: values are never shown in a message either.
 _SECRET_WORDS = ("pass", "secret", "token")

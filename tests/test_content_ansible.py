@@ -127,9 +127,12 @@ def test_every_variable_the_roles_read_has_a_default():
 
 
 def test_packer_interface_variables_have_role_defaults():
-    """Every variable ansible-args.json passes that a role reads has a role default."""
+    """Every variable ansible-args.json (and node.json's ib_ansible_vars) passes that a
+    role reads has a role default."""
     args = json.loads((REPO / "packer" / "config" / "ansible-args.json").read_text())
-    passed = set(re.findall(r"(\w+)=", args["ansible_common_vars"]))
+    template = json.loads((REPO / "packer" / "node.json").read_text())["variables"]
+    passed = set(re.findall(r"(\w+)=", args["ansible_common_vars"] + " "
+                            + template["ib_ansible_vars"]))
     role_text = "\n".join(p.read_text() for p in (ANSIBLE / "roles").rglob("*.yml"))
     role_text += "\n".join(p.read_text() for p in (ANSIBLE / "roles").rglob("*.j2"))
     defaults: set[str] = set()

@@ -150,7 +150,7 @@ def test_flatcar_ignition_validates(checkout, tmp_path):
     assert "config" not in data["ignition"]  # nothing merged or fetched from elsewhere
     boot = json.loads((REPO / "ova" / "flatcar.json").read_text())
     assert "{{ .HTTPIP }}:{{ .HTTPPort }}/ignition.json" in boot["boot_command_prefix"]
-    assert "-i /tmp/ignition.json" in boot["boot_command_suffix"]
+    assert "-i /tmp/ignition.json" in boot["boot_command_prefix"]  # all of it, as upstream
 
 
 @pytest.mark.parametrize("os_name", os_of("photon"))
@@ -225,6 +225,6 @@ def test_render_target_function(checkout, tmp_path):
                             knobs=Knobs.from_env({}))
     names = {p.relative_to(tmp_path / "o").as_posix() for p in written}
     assert names == {"cidata/user-data", "cidata/meta-data", "packer-variables.json",
-                     "ansible-vars.json"}
+                     "ansible-vars.json", "packer-blocks.json", "downloads.json"}
     ansible = json.loads((tmp_path / "o" / "ansible-vars.json").read_text())
     assert ansible["extra_debs"] == "" and ansible["containerd_version"]

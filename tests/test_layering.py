@@ -36,13 +36,14 @@ def test_upstream_order_for_vsphere(checkout, vsphere_ok, tmp_path):
     root = checkout.root
     files = var_files(argv)
     common = [str(root / "packer/config" / n) for n in (
-        "kubernetes.json", "cni.json", "containerd.json", "ansible-args.json",
-        "goss-args.json", "common.json", "additional_components.json")]
-    assert files[:7] == common
-    assert files[7:10] == [str(root / "packer/packer-common.json"),
+        "kubernetes.json", "cni.json", "containerd.json", "wasm-shims.json", "ansible-args.json",
+        "goss-args.json", "common.json", "additional_components.json",
+        "ecr_credential_provider.json")]
+    assert files[:9] == common
+    assert files[9:12] == [str(root / "packer/packer-common.json"),
                            str(root / "ova/ubuntu-2204.json"), str(root / "ova/vsphere.json")]
-    assert files[10] == str(plan.generated_file)
-    assert files[11:] == [str(vsphere_ok), str(extra)]  # PACKER_VAR_FILES last, in order
+    assert files[12] == str(plan.generated_file)
+    assert files[13:] == [str(vsphere_ok), str(extra)]  # PACKER_VAR_FILES last, in order
     # PACKER_FLAGS sit between the common files and packer-common, as upstream
     assert argv.index("-timestamp-ui") == argv.index(f"-var-file={common[-1]}") + 1
     assert argv.index("-timestamp-ui") < argv.index(f"-var-file={root}/packer/packer-common.json")

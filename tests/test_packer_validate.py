@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from support import VSPHERE, write_json
+from support import REPO, VSPHERE, write_json
 
 from imagebuilder import api
 from imagebuilder.catalog import HYPERVISORS
@@ -21,6 +21,9 @@ OS_NAMES = find_checkout().os_names()
 #: tests never reach out, so Flatcar's local targets get a literal checksum.
 OFFLINE_FLATCAR = {"iso_checksum_type": "sha512", "iso_checksum": "0" * 128}
 
+CORPUS = REPO / "tests" / "data" / "upstream_shaped"
+UPSTREAM_SHAPED = sorted((CORPUS / "config").glob("*.json")) + sorted((CORPUS / "docs").glob("*.json"))
+
 
 @pytest.mark.parametrize("hv", list(HYPERVISORS))
 @pytest.mark.parametrize("os_name", OS_NAMES)
@@ -29,6 +32,8 @@ def test_validate(checkout, tmp_path, hv, os_name):
     vmx.write_text("")
     files = [write_json(tmp_path / "vsphere.json", VSPHERE),
              write_json(tmp_path / "vmx.json", {"source_path": str(vmx)})]
+    # upstream-shaped var files setting every variable upstream's Linux OVA targets take
+    files += UPSTREAM_SHAPED
     if os_name == "flatcar":
         files.append(write_json(tmp_path / "offline.json", OFFLINE_FLATCAR))
     env = {"PACKER_VAR_FILES": " ".join(map(str, files)), "RHSM_USER": "someone",

@@ -211,3 +211,14 @@ def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
         assert summary["builds"][0]["result"] == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL
+
+
+def test_destroy_removes_the_vm_after_the_build(checkout, sim, tmp_path):
+    """Upstream's destroy: Packer 1.6.6's builders lack the field, so the build's own
+    step removes the VM once the build is done."""
+    extra = write_json(tmp_path / "destroy.json", {"destroy": "true"})
+    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0") + f" {extra}"}
+    result = invoke("build-node-ova-vsphere-clone-photon-5", env_extra=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "photon-5-kube-v1.37.1" not in vms(sim)
+    assert "DC0_H0_VM0" in vms(sim)  # the source is untouched

@@ -116,3 +116,26 @@ class VerifyBaseStep:
 
     def cleanup(self, state: BuildState) -> None:
         pass
+
+
+class DestroyStep:
+    """``destroy``: once the image is exported, remove the build's VM from vCenter.
+
+    Upstream passes ``destroy`` to the vSphere builders of newer Packer
+    plugins; Packer 1.6.6's builders have no such field, so the build does it.
+    """
+
+    name = "destroy"
+
+    def run(self, state: BuildState) -> None:
+        plan: BuildPlan = state.plan
+        settings = VSphereSettings.from_vars(plan.merged.values)
+        vm_name = plan.merged.get("vm_name")
+        with datacenter_session(settings) as (driver, dc):
+            vm = driver.find_vm(dc, vm_name)
+            if vm is not None:
+                state.report(f"vsphere: destroy is true; removing {vm_name}")
+                driver.destroy(vm)
+
+    def cleanup(self, state: BuildState) -> None:
+        pass

@@ -1,0 +1,113 @@
+"""Which builder, provisioner or post-processor of the template each variable reaches.
+
+A variable reaches a block when the block's fields name it with
+``{{user `x`}}``, directly or through another variable's value (such as
+``ansible_common_vars``, which carries dozens of them to the playbooks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+_USER = re.compile(r"user\s+`([^`]+)`")
+_USER_TAG = re.compile(r"\{\{\s*user\s+`([^`]+)`\s*\}\}")
+
+#: Names upstream image-builder's shared config files carry that configure
+#: other platforms only: accepted, with a one-line warning, never silently.
+NO_EFFECT_HERE = {
+    "amazon_ssm_agent_rpm": "AWS only (the SSM agent of Amazon Linux AMIs)",
+    "boot_command": "upstream's Windows OVA boot keys; Linux OVA builds type "
+                    "boot_command_prefix, boot_media_path and boot_command_suffix",
+}
+
+
+def substitute(value: object, values: dict[str, str]) -> object:
+    """``value`` with every ``{{user `x`}}`` replaced by ``values[x]``; Packer's own
+    build-time variables (``{{ .HTTPIP }}``) are left as they are."""
+    if isinstance(value, str):
+        return _USER_TAG.sub(lambda m: values.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [substitute(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, values) for k, v in value.items()}
+    return value
+
+
+def for_builder(template: dict, builder: str, values: dict[str, str]) -> dict:
+    """The blocks one build runs (its builder, the provisioners and post-processors that
+    apply to it), with the variables filled in: each value where Packer puts it."""
+    out: dict[str, list] = {"builders": [], "provisioners": [], "post-processors": []}
+    for label, block in blocks(template):
+        kind = label.split(":", 1)[0]
+        if kind == "builder" and block.get("name") != builder:
+            continue
+        if kind != "builder" and not applies_to(block, builder):
+            continue
+        key = {"builder": "builders", "provisioner": "provisioners"}.get(kind, "post-processors")
+        out[key].append(substitute(block, values))
+    return out
+
+
+def user_refs(value: object) -> set[str]:
+    """Every ``{{user `x`}}`` name inside ``value`` (strings, lists and objects)."""
+    return set(_USER.findall(json.dumps(value)))
+
+
+def blocks(template: dict) -> list[tuple[str, dict]]:
+    """The template's blocks, each with a label: ``builder:<name>``, ``provisioner:<n>``..."""
+    out = [(f"builder:{b.get('name', b['type'])}", b) for b in template.get("builders", [])]
+    for i, p in enumerate(template.get("provisioners", [])):
+        label = Path(p.get("playbook_file", "")).name or p.get("type")
+        out.append((f"provisioner:{label or i}", p))
+    if "error-cleanup-provisioner" in template:
+        out.append(("provisioner:error-cleanup", template["error-cleanup-provisioner"]))
+    for entry in template.get("post-processors", []):
+        for pp in entry if isinstance(entry, list) else [entry]:
+            out.append((f"post-processor:{pp.get('name', pp['type'])}", pp))
+    return out
+
+
+def applies_to(block: dict, builder: str) -> bool:
+    """Whether a provisioner or post-processor runs for ``builder`` (only/except)."""
+    if "only" in block and builder not in block["only"]:
+        return False
+    return builder not in block.get("except", [])
+
+
+def reach(template: dict, values: dict[str, str], builder: str | None = None,
+          skip: Iterable[str] = ()) -> dict[str, set[str]]:
+    """variable -> the labels of the blocks it reaches (for one ``builder``, or all).
+
+    ``values`` are the variables' values (template defaults overlaid with the
+    var files): a value naming ``{{user `y`}}`` makes ``y`` reach wherever the
+    variable holding it does. Blocks labelled in ``skip`` (e.g. a post-processor
+    the build excludes) are left out.
+    """
+    direct: dict[str, set[str]] = {}
+    for label, block in blocks(template):
+        if label in skip:
+            continue
+        if label.startswith("builder:"):
+            if builder and block.get("name") != builder:
+                continue
+            block = {k: v for k, v in block.items() if k not in ("name", "type")}
+        elif builder and not applies_to(block, builder):
+            continue
+        for name in user_refs(block):
+            direct.setdefault(name, set()).add(label)
+    result = {name: set(labels) for name, labels in direct.items()}
+    changed = True
+    while changed:  # a variable reaches whatever the variables quoting it reach
+        changed = False
+        for holder, value in values.items():
+            targets = result.get(holder)
+            if not targets:
+                continue
+            for name in user_refs(value):
+                if not targets <= result.setdefault(name, set()):
+                    result[name] |= targets
+                    changed = True
+    return result
