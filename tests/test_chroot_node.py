@@ -9,8 +9,12 @@ download URLs and checksums pointed at the stand-ins.
 
 from __future__ import annotations
 
+import base64
+import configparser
+import json
 import os
 import subprocess
+import tomllib
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -18,12 +22,18 @@ from typing import Iterator
 import pytest
 from support import REPO, write_json
 from test_chroot_support import (
+    UPGRADE_PROBE,
+    ForwardProxy,
     StandInReleases,
+    add_gvisor,
+    add_wasm_shims,
     as_installed_os,
     chroot_unavailable,
+    installed_version,
     make_debian_root,
     mount_proc,
     unmount_all,
+    with_pending_upgrade,
 )
 
 from imagebuilder.catalog import parse_target
@@ -39,19 +49,61 @@ pytestmark = [pytest.mark.chroot, pytest.mark.slow,
 PLAYBOOKS = REPO / "packer" / "ansible"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 USER_VARS = "kubelet_extra_args=--node-labels=imagebuilder.test/chroot=yes"
+CUSTOM_USER = "capv-build"
+#: containerd_additional_settings of the customized run, before base64.
+EXTRA_TOML = '[debug]\n  level = "debug"\n\n[metrics]\n  address = "127.0.0.1:1338"\n'
+PROBE_ROLE = """\
+- name: Record the TMPDIR the play's tasks see
+  ansible.builtin.shell: printf '%s' "${TMPDIR:-unset}" > /root/imagebuilder-probe-tmpdir
+  changed_when: true
+"""
 
 
-@pytest.fixture(scope="module")
-def debian_root(tmp_path_factory) -> Iterator[Path]:
+def installer_leftovers(root: Path) -> None:
+    """What installers and a first boot leave that sysprep must remove or reset."""
+    for path, text in {
+        "lib/netplan/00-installer-config.yaml": "network: {version: 2}\n",
+        "etc/netplan/50-cloud-init.yaml": "network: {version: 2}\n",
+        "run/netplan/90-runtime.yaml": "network: {version: 2}\n",
+        "etc/udev/rules.d/70-persistent-net.rules": 'SUBSYSTEM=="net", NAME="eth0"\n',
+        "etc/sysconfig/network-scripts/ifcfg-ens192":
+            "DEVICE=ens192\nHWADDR=00:50:56:aa:bb:cc\nUUID=5fb06bd0-0bb0-7ffb-45f1-d6edd65f3e03\n"
+            "ONBOOT=yes\n",
+        "etc/NetworkManager/system-connections/ens192.nmconnection":
+            "[connection]\nid=ens192\nuuid=5fb06bd0-0bb0-7ffb-45f1-d6edd65f3e03\ntype=ethernet\n",
+        "root/anaconda-ks.cfg": "# kickstart\n",
+        "var/log/anaconda/anaconda.log": "install log\n",
+        "etc/cloud/cloud-init.disabled": "",
+        "etc/hosts": "127.0.0.1 localhost\n127.0.1.1 build-vm-1234\n",
+    }.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+
+
+def build_vm_root(tmp_path_factory, user: str = "builder") -> Iterator[Path]:
     """A Debian stable root looking like a freshly installed build VM."""
     root = tmp_path_factory.mktemp("chroot") / "root"
     make_debian_root(root)
     try:
         mount_proc(root)
-        as_installed_os(root)
+        as_installed_os(root, user)
+        installer_leftovers(root)
+        with_pending_upgrade(root)
         yield root
     finally:
         unmount_all(root)
+
+
+@pytest.fixture(scope="module")
+def debian_root(tmp_path_factory) -> Iterator[Path]:
+    """The root of the run with upstream's defaults."""
+    yield from build_vm_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def custom_root(tmp_path_factory) -> Iterator[Path]:
+    """The root of the run with every Debian-path customization on."""
+    yield from build_vm_root(tmp_path_factory, CUSTOM_USER)
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +125,19 @@ def node_vars(checkout, tmp_path: Path, overrides: dict[str, str]) -> dict[str, 
 
 
 def run_playbook(playbook: Path, root: Path, variables: dict[str, str],
-                 tmp_path: Path) -> subprocess.CompletedProcess:
+                 tmp_path: Path, roles_path: str = "", args: tuple[str, ...] = ()
+                 ) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(f"node ansible_connection=community.general.chroot "
                          f"ansible_host={root} ansible_python_interpreter=auto_silent\n")
     extra = write_json(tmp_path / "extra-vars.json", variables)
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-           "ANSIBLE_REMOTE_TMP": "/tmp/.ansible", "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
+           "ANSIBLE_REMOTE_TMP": "/tmp/.ansible",
+           "ANSIBLE_ROLES_PATH": ":".join(filter(None, [str(PLAYBOOKS / "roles"), roles_path])),
            "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-e", f"@{extra}",
-                           str(playbook)], capture_output=True, text=True, env=env,
+                           *args, str(playbook)], capture_output=True, text=True, env=env,
                           timeout=900)
 
 
@@ -96,6 +150,45 @@ def provisioned(debian_root, releases, tmp_path_factory) -> Path:
         run = run_playbook(PLAYBOOKS / playbook, debian_root, variables, tmp)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     return debian_root
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[ForwardProxy]:
+    with ForwardProxy() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def customized(custom_root, releases, proxy, tmp_path_factory) -> Path:
+    """``custom_root`` after firstboot.yml and node.yml with every Debian-path
+    customization of the node content turned on."""
+    tmp = tmp_path_factory.mktemp("node-custom")
+    (tmp / "roles/imagebuilder_probe/tasks").mkdir(parents=True)
+    (tmp / "roles/imagebuilder_probe/tasks/main.yml").write_text(PROBE_ROLE)
+    (tmp / "pip.conf").write_text("[global]\nindex-url = https://pypi.example.invalid/simple\n")
+    through_packer = {  # declared in node.json and passed by ansible-args.json
+        **releases.packer_vars(),
+        "containerd_additional_settings": base64.b64encode(EXTRA_TOML.encode()).decode(),
+        "http_proxy": proxy.url, "https_proxy": proxy.url, "no_proxy": "127.0.0.1,localhost",
+        "pip_conf_file": str(tmp / "pip.conf"),
+        "node_custom_roles_post": "imagebuilder_probe",
+    }
+    variables = {
+        **node_vars(Checkout(REPO), tmp, through_packer),
+        **add_gvisor(releases), **add_wasm_shims(releases, {"spin": "v2", "slight": "v1"}),
+        "containerd_enable_limit_no_file": "true",
+        "containerd_image_pull_progress_timeout": "7m",
+        "enable_containerd_audit": "true",
+        "kubernetes_enable_automatic_resource_sizing": "true",
+        "node_ansible_tmpdir": "/var/tmp/imagebuilder-node",
+        "ssh_username": CUSTOM_USER,
+        "setup_os_upgrade": "false",
+    }
+    for playbook in ("firstboot.yml", "node.yml"):
+        run = run_playbook(PLAYBOOKS / playbook, custom_root, variables, tmp,
+                           roles_path=str(tmp / "roles"))
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    return custom_root
 
 
 def systemd_enabled(root: Path, unit: str) -> bool:
@@ -172,18 +265,24 @@ def test_sysprep(provisioned):
     assert not list((root / "var/lib/apt/lists").glob("*_Packages"))
 
 
-def test_no_build_user(provisioned):
-    root = provisioned
+def assert_user_gone(root: Path, user: str) -> None:
     for name in ("passwd", "shadow", "group"):
-        assert not any(line.startswith("builder:")
+        assert not any(line.startswith(f"{user}:")
                        for line in (root / "etc" / name).read_text().splitlines()), name
-    assert "builder" not in (root / "etc/group").read_text()
-    assert not (root / "home/builder").exists()
-    assert not (root / "etc/sudoers.d/builder").exists()
+    assert not (root / "home" / user).exists()
+    assert not (root / "etc/sudoers.d" / user).exists()
     sudoers = [(root / "etc/sudoers").read_text()]
     sudoers += [p.read_text() for p in (root / "etc/sudoers.d").iterdir()]
-    assert not any("builder" in text for text in sudoers)
+    assert not any(user in text for text in sudoers)
     assert not (root / "usr/local/sbin/imagebuilder-remove-build-user").exists()
+
+
+def test_no_build_user(provisioned):
+    assert_user_gone(provisioned, "builder")
+
+
+def test_the_build_user_is_the_one_ssh_username_names(customized):
+    assert_user_gone(customized, CUSTOM_USER)
 
 
 def test_checksum_mismatch_fails_with_a_clear_message(debian_root, releases, tmp_path):
@@ -199,3 +298,187 @@ def test_checksum_mismatch_fails_with_a_clear_message(debian_root, releases, tmp
     assert "containerd_url/containerd_sha256 (packer/config/containerd.json): checksum mismatch" \
         in run.stdout, run.stdout[-4000:]
     assert "0" * 64 in run.stdout
+
+
+def containerd_config(root: Path) -> tuple[str, dict]:
+    text = (root / "etc/containerd/config.toml").read_text()
+    return text, tomllib.loads(text)
+
+
+def test_containerd_defaults_as_upstream(provisioned):
+    """conf.d imports and the certs.d registry directory; nothing opt-in is on."""
+    root = provisioned
+    text, config = containerd_config(root)
+    assert config["version"] == 3
+    assert config["imports"] == ["/etc/containerd/conf.d/*.toml"]
+    cri_images = config["plugins"]["io.containerd.cri.v1.images"]
+    assert cri_images["registry"]["config_path"] == "/etc/containerd/certs.d"
+    assert "image_pull_progress_timeout" not in cri_images
+    runtimes = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]
+    assert set(runtimes) == {"runc"}
+    assert (root / "etc/containerd/conf.d").is_dir() and (root / "etc/containerd/certs.d").is_dir()
+    dropins = root / "etc/systemd/system/containerd.service.d"
+    assert not (dropins / "limit-nofile.conf").exists()
+    assert not (dropins / "http-proxy.conf").exists()
+    assert "containerd_additional_settings" not in text
+
+
+def test_containerd_customized(customized, releases):
+    root = customized
+    text, config = containerd_config(root)
+    # the base64 value arrived decoded, once, as TOML containerd reads
+    assert config["debug"] == {"level": "debug"}
+    assert config["metrics"] == {"address": "127.0.0.1:1338"}
+    assert EXTRA_TOML in text
+    assert base64.b64encode(EXTRA_TOML.encode()).decode() not in text
+    assert config["imports"] == ["/etc/containerd/conf.d/*.toml"]
+    cri_images = config["plugins"]["io.containerd.cri.v1.images"]
+    assert cri_images["image_pull_progress_timeout"] == "7m"
+    runtimes = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]
+    assert runtimes["gvisor"] == {"runtime_type": "io.containerd.runsc.v1"}
+    assert runtimes["spin"] == {"runtime_type": "io.containerd.spin.v2"}
+    assert runtimes["slight"] == {"runtime_type": "io.containerd.slight.v1"}
+    limit = (root / "etc/systemd/system/containerd.service.d/limit-nofile.conf").read_text()
+    assert "LimitNOFILE=1048576" in limit
+    for path, version in (("usr/bin/runsc", "20260101"),
+                          ("usr/bin/containerd-shim-runsc-v1", "20260101"),
+                          ("usr/bin/containerd-shim-spin-v2", "v0.11.1"),
+                          ("usr/bin/containerd-shim-slight-v1", "v0.11.1")):
+        out = subprocess.run(["chroot", str(root), "/" + path], capture_output=True, text=True)
+        assert out.returncode == 0 and version in out.stdout, (path, out.stderr)
+
+
+def test_build_proxy_used_then_removed(customized, proxy):
+    """apt went through http_proxy during the build; neither apt's nor containerd's
+    proxy setting is left in the image."""
+    root = customized
+    assert any("deb.debian.org" in url or "/dists/" in url for url in proxy.urls), proxy.urls[:5]
+    assert not (root / "etc/systemd/system/containerd.service.d/http-proxy.conf").exists()
+    assert not (root / "etc/apt/apt.conf.d/90imagebuilder-proxy").exists()
+
+
+def test_additional_settings_must_be_base64(debian_root, releases, tmp_path):
+    """Raw TOML (what this role took before) is refused with upstream's format named."""
+    variables = {**releases.packer_vars(), "containerd_additional_settings": EXTRA_TOML}
+    playbook = tmp_path / "containerd.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  roles: [containerd]\n")
+    run = run_playbook(playbook, debian_root, variables, tmp_path)
+    assert run.returncode != 0
+    assert "containerd_additional_settings must be base64-encoded TOML" in run.stdout
+
+
+def test_kubernetes_version_and_provenance(provisioned):
+    root = provisioned
+    assert (root / "etc/kubernetes-version").read_text() == "v1.37.1\n"
+    # the documented node-conformance step reads it so
+    out = subprocess.run(["chroot", str(root), "bash", "-c", "echo $(</etc/kubernetes-version)"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "v1.37.1"
+    release = dict(line.split("=", 1)
+                   for line in (root / "etc/image-builder-release").read_text().splitlines())
+    assert set(release) == {"IMAGE_BUILDER_VERSION", "IMAGE_BUILDER_COMMIT", "KUBERNETES_VERSION",
+                            "BUILD_DATE"}
+    assert release["KUBERNETES_VERSION"] == "v1.37.1"
+    assert release["BUILD_DATE"].startswith("20")
+
+
+def test_cloud_init_starts_after_containerd(provisioned):
+    root = provisioned
+    units = root / "usr/lib/systemd/system"
+    for unit in ("cloud-config", "cloud-final"):
+        assert (units / f"{unit}.service").exists() or (root / f"lib/systemd/system/{unit}.service").exists()
+        dropin = configparser.ConfigParser(strict=False)
+        dropin.read(root / f"etc/systemd/system/{unit}.service.d/boot-order.conf")
+        assert dropin["Unit"]["After"].split() == ["containerd.service"], unit
+        assert dropin["Unit"]["Wants"].split() == ["containerd.service"], unit
+    # the VMware datasource pin stays
+    assert (root / "etc/cloud/cloud.cfg.d/99_vmware-datasource.cfg").exists()
+
+
+def test_node_baseline(provisioned):
+    root = provisioned
+    for package in ("auditd", "jq", "sysstat", "nftables", "python3-pip", "socat", "conntrack"):
+        assert installed_version(root, package), package
+    assert systemd_enabled(root, "auditd.service")
+    sysctl = (root / "etc/sysctl.d/99-kubernetes.conf").read_text()
+    assert "net.ipv4.tcp_congestion_control = bbr" in sysctl
+    assert "rp_filter" not in sysctl  # Ubuntu only; this root is Debian
+    rule = (root / "etc/udev/rules.d/90-etcd-tuning.rules").read_text()
+    assert 'RUN+="/usr/local/bin/etcd-network-tuning.sh $name"' in rule
+    script = root / "usr/local/bin/etcd-network-tuning.sh"
+    assert script.stat().st_mode & 0o111
+    out = subprocess.run(["chroot", str(root), "sh", "-n", "/usr/local/bin/etcd-network-tuning.sh"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert not (root / "etc/audit/rules.d/containerd.rules").exists()
+    assert not (root / "usr/libexec/kubernetes/kubelet-resource-sizing.sh").exists()
+
+
+def test_os_upgraded_then_every_package_held(provisioned):
+    root = provisioned
+    assert installed_version(root, UPGRADE_PROBE) == "2"
+    held = subprocess.run(["chroot", str(root), "apt-mark", "showhold"], capture_output=True,
+                          text=True).stdout.split()
+    installed = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f", "${Package}\n"],
+                               capture_output=True, text=True).stdout.split()
+    assert len(installed) > 100 and set(installed) <= set(held)
+    assert {"auditd", "cloud-init", UPGRADE_PROBE} <= set(held)
+
+
+def test_upgrade_can_be_turned_off(customized):
+    assert installed_version(customized, UPGRADE_PROBE) == "1"
+
+
+def test_node_customized(customized):
+    root = customized
+    rules = (root / "etc/audit/rules.d/containerd.rules").read_text()
+    for watched in ("/etc/containerd/", "/usr/local/bin/containerd", "/usr/local/sbin/runc",
+                    "/var/lib/containerd/"):
+        assert f"-w {watched} -p rwxa -k containerd" in rules
+    assert (root / "root/imagebuilder-probe-tmpdir").read_text() == "/var/tmp/imagebuilder-node"
+    assert (root / "etc/pip.conf").read_text().startswith("[global]")
+
+
+def test_automatic_resource_sizing(customized):
+    root = customized
+    dropin = (root / "usr/lib/systemd/system/kubelet.service.d/11-resource-sizing.conf").read_text()
+    assert "ExecStartPre=/usr/libexec/kubernetes/kubelet-resource-sizing.sh" in dropin
+    assert "--config-dir=/var/lib/kubelet/kubelet.conf.d" in dropin
+    out = subprocess.run(["chroot", str(root), "/usr/libexec/kubernetes/kubelet-resource-sizing.sh"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    written = root / "var/lib/kubelet/kubelet.conf.d/50-imagebuilder-resource-sizing.conf"
+    reserved = json.loads(written.read_text())["systemReserved"]
+    mem_mib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal:"))) // 1024
+    assert reserved["memory"].endswith("Mi") and 255 <= int(reserved["memory"][:-2]) < mem_mib
+    assert reserved["cpu"] == f"{expected_cpu_millicores(os.cpu_count() or 1)}m"
+    # a systemReserved of the user's wins: the script then leaves none of its own
+    (root / "var/lib/kubelet/config.yaml").write_text("systemReserved:\n  cpu: 500m\n")
+    subprocess.run(["chroot", str(root), "/usr/libexec/kubernetes/kubelet-resource-sizing.sh"],
+                   check=True)
+    assert not written.exists()
+
+
+def expected_cpu_millicores(cores: int) -> int:
+    tenths = sum(600 if i == 0 else 100 if i == 1 else 50 if i < 4 else 25 for i in range(cores))
+    return -(-tenths // 10)
+
+
+def test_sysprep_resets_identity(provisioned):
+    root = provisioned
+    for gone in ("lib/netplan/00-installer-config.yaml", "etc/netplan/50-cloud-init.yaml",
+                 "run/netplan/90-runtime.yaml", "etc/udev/rules.d/70-persistent-net.rules",
+                 "root/anaconda-ks.cfg", "var/log/anaconda", "etc/cloud/cloud-init.disabled"):
+        assert not (root / gone).exists(), gone
+    ifcfg = (root / "etc/sysconfig/network-scripts/ifcfg-ens192").read_text()
+    assert "HWADDR" not in ifcfg and "UUID" not in ifcfg and "DEVICE=ens192" in ifcfg
+    nm = (root / "etc/NetworkManager/system-connections/ens192.nmconnection").read_text()
+    assert "uuid=" not in nm and "id=ens192" in nm
+    hosts = (root / "etc/hosts").read_text()
+    assert "build-vm-1234" not in hosts and "127.0.0.1" in hosts and "localhost" in hosts
+    assert (root / "etc/hostname").read_text() == ""
+    assert not (root / "etc/pip.conf").exists()

@@ -14,12 +14,15 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import os
 import shutil
 import subprocess
 import tarfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 SUITE = "stable"
@@ -188,3 +191,133 @@ class StandInReleases:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+# --- stand-ins for node content (gVisor, wasm shims, an upgradable package, a proxy) ---
+
+def add_gvisor(releases: StandInReleases, version: str = "20260101",
+               arch: str = "x86_64") -> dict[str, str]:
+    """runsc and containerd-shim-runsc-v1 laid out like gVisor's release bucket, each
+    with its ``.sha512`` file; returns the variables that point the build at them."""
+    base = releases.root / "gvisor"
+    for name in ("runsc", "containerd-shim-runsc-v1"):
+        path = base / version / arch / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_script(name, version))
+        digest = hashlib.sha512(path.read_bytes()).hexdigest()
+        (path.parent / f"{name}.sha512").write_text(f"{digest}  {name}\n")
+    return {"containerd_gvisor_runtime": "true", "containerd_gvisor_version": version,
+            "containerd_gvisor_url": f"{releases.url}/gvisor"}
+
+
+def add_wasm_shims(releases: StandInReleases, shims: dict[str, str],
+                   version: str = "v0.11.1") -> dict[str, str]:
+    """One archive per shim (``{shim: runtime version}``), named as deislabs'
+    releases are; returns upstream's containerd_wasm_shims_* variables for them."""
+    sums = {}
+    for shim, rt in shims.items():
+        archive = _tar(releases.root / f"wasm/{version}/containerd-wasm-shims-{rt}-{shim}"
+                       f"-linux-x86_64.tar.gz",
+                       {f"containerd-shim-{shim}-{rt}": _script(f"{shim} shim", version)})
+        sums[shim] = sha256(archive)
+    return {"containerd_wasm_shims_runtimes": ",".join(shims),
+            "containerd_wasm_shims_version": version,
+            "containerd_wasm_shims_url": f"{releases.url}/wasm/{version}/"
+                                         "containerd-wasm-shims-<RTVERSION>-<SHIM>-linux-x86_64.tar.gz",
+            "containerd_wasm_shims_sha256": json.dumps(sums),
+            "containerd_wasm_shims_runtime_versions": json.dumps(shims)}
+
+
+UPGRADE_PROBE = "imagebuilder-upgrade-probe"
+
+
+def _build_deb(root: Path, version: str, out_dir: str) -> str:
+    """A tiny package built with the chroot's dpkg-deb; its path inside ``root``."""
+    src = root / "tmp" / f"probe-{version}"
+    (src / "DEBIAN").mkdir(parents=True)
+    (src / "DEBIAN/control").write_text(
+        f"Package: {UPGRADE_PROBE}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: imagebuilder tests <tests@example.invalid>\n"
+        "Description: stands in for an OS package with a pending update\n")
+    (src / "usr/share/doc" / UPGRADE_PROBE).mkdir(parents=True)
+    (src / "usr/share/doc" / UPGRADE_PROBE / "version").write_text(version + "\n")
+    deb = f"{out_dir}/{UPGRADE_PROBE}_{version}_all.deb"
+    (root / deb.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chroot", str(root), "dpkg-deb", "--build", f"/tmp/probe-{version}", deb],
+                   check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(src)
+    return deb
+
+
+def with_pending_upgrade(root: Path) -> None:
+    """Install version 1 of a probe package and offer version 2 in a local apt
+    repository, as an OS with a pending update looks to a dist-upgrade."""
+    old = _build_deb(root, "1", "/tmp")
+    subprocess.run(["chroot", str(root), "dpkg", "-i", old], check=True,
+                   stdout=subprocess.DEVNULL)
+    (root / old.lstrip("/")).unlink()
+    repo = "/opt/imagebuilder-probe-repo"
+    new = _build_deb(root, "2", repo)
+    data = (root / new.lstrip("/")).read_bytes()
+    (root / repo.lstrip("/") / "Packages").write_text(
+        f"Package: {UPGRADE_PROBE}\nVersion: 2\nArchitecture: all\n"
+        "Maintainer: imagebuilder tests <tests@example.invalid>\n"
+        f"Filename: ./{Path(new).name}\nSize: {len(data)}\n"
+        f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
+        "Description: stands in for an OS package with a pending update\n\n")
+    (root / "etc/apt/sources.list.d/imagebuilder-probe.list").write_text(
+        f"deb [trusted=yes] file:{repo} ./\n")
+
+
+def installed_version(root: Path, package: str) -> str:
+    out = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f", "${Version}", package],
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 (GET only, what apt sends through
+    http_proxy), recording every URL it forwarded."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> "ForwardProxy":
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                proxy.urls.append(self.path)
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(self.path, timeout=60) as upstream:
+                        status, headers, body = upstream.status, upstream.headers, upstream.read()
+                except urllib.error.HTTPError as err:
+                    status, headers, body = err.code, err.headers, err.read()
+                except OSError:
+                    status, headers, body = 502, {}, b""
+                self.send_response(status)
+                for name in ("Content-Type", "Last-Modified"):
+                    if headers.get(name):
+                        self.send_header(name, headers[name])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server, "not serving"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"

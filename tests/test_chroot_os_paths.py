@@ -1,0 +1,145 @@
+"""The RHEL, Photon and Flatcar paths of the node content, which cannot boot here:
+their task files run for real against a debootstrapped root through the chroot
+connection with the OS family forced (``ib_os``), the package tools they call
+replaced by stand-ins that record their arguments. Each test asserts the file
+the OS path writes: Flatcar's first_boot flag, Photon's opened ip4save/ip6save,
+the dnf/tdnf package excludes, RHEL's transparent huge pages setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from support import REPO
+from test_chroot_node import run_playbook
+from test_chroot_support import (
+    as_installed_os,
+    chroot_unavailable,
+    make_debian_root,
+    mount_proc,
+    unmount_all,
+)
+
+pytestmark = [pytest.mark.chroot, pytest.mark.slow,
+              pytest.mark.skipif(chroot_unavailable() is not None,
+                                 reason=chroot_unavailable() or "")]
+
+PLAYBOOKS = REPO / "packer" / "ansible"
+CALLS = "root/standin-calls"
+#: What the stand-in rpm lists as installed.
+RPMS = ["bash", "kernel", "open-vm-tools", "kubelet"]
+#: Photon's shipped /etc/systemd/scripts/ip4save (ip6save has the same policies).
+PHOTON_IPSAVE = """\
+# init
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+COMMIT
+"""
+
+
+def _standin(root: Path, name: str, output: str = "") -> None:
+    tool = root / "usr/local/bin" / name
+    tool.write_text(f"#!/bin/sh\necho \"{name} $*\" >> /{CALLS}\nprintf '%b' '{output}'\n")
+    tool.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def os_root(tmp_path_factory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("os-paths") / "root"
+    make_debian_root(root)
+    try:
+        mount_proc(root)
+        as_installed_os(root)
+        for name in ("dnf", "tdnf", "grubby"):
+            _standin(root, name)
+        _standin(root, "rpm", "\\n".join(RPMS) + "\\n")
+        yield root
+    finally:
+        unmount_all(root)
+
+
+def run_role(root: Path, tmp_path: Path, os_family: str, role: str, tasks_from: str = "main",
+             extra: dict[str, str] | None = None):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  tasks:\n    - name: The role's tasks\n"
+        f"      ansible.builtin.include_role:\n        name: {role}\n"
+        f"        tasks_from: {tasks_from}\n")
+    run = run_playbook(playbook, root, {"ib_os": os_family, **(extra or {})}, tmp_path)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    return run
+
+
+def calls(root: Path) -> list[str]:
+    path = root / CALLS
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_flatcar_sysprep_makes_the_clone_run_ignition(os_root, tmp_path):
+    root = os_root
+    (root / "boot/flatcar").mkdir(parents=True, exist_ok=True)
+    for ign in ("usr/share/oem/config.ign", "oem/config.ign"):
+        (root / ign).parent.mkdir(parents=True, exist_ok=True)
+        (root / ign).write_text('{"ignition": {"version": "3.4.0"}}')
+    run_role(root, tmp_path, "flatcar", "sysprep", "flatcar")
+    assert (root / "boot/flatcar/first_boot").is_file()
+    assert not (root / "usr/share/oem/config.ign").exists()
+    assert not (root / "oem/config.ign").exists()
+
+
+def test_photon_setup_opens_the_saved_firewall(os_root, tmp_path):
+    root = os_root
+    scripts = root / "etc/systemd/scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    for name in ("ip4save", "ip6save"):
+        (scripts / name).write_text(PHOTON_IPSAVE)
+    run_role(root, tmp_path, "photon", "setup", "photon")
+    for name in ("ip4save", "ip6save"):
+        text = (scripts / name).read_text()
+        assert ":INPUT ACCEPT [0:0]" in text and "INPUT DROP" not in text, name
+        assert ":FORWARD DROP [0:0]" in text  # only the input policy changes, as upstream
+
+
+def test_photon_sysprep_freezes_packages_and_locks_root(os_root, tmp_path):
+    root = os_root
+    (root / "etc/tdnf").mkdir(parents=True, exist_ok=True)
+    (root / "etc/tdnf/tdnf.conf").write_text("[main]\ngpgcheck=1\nproxy=http://build-proxy:3128\n")
+    run_role(root, tmp_path, "photon", "sysprep", "packages_photon")
+    run_role(root, tmp_path, "photon", "sysprep", "photon")
+    conf = (root / "etc/tdnf/tdnf.conf").read_text().splitlines()
+    assert f"excludepkgs={' '.join(sorted(RPMS))}" in conf
+    assert not any(line.startswith("proxy=") for line in conf)
+    assert "tdnf clean all" in calls(root)
+    shadow = {line.split(":")[0]: line.split(":")[1]
+              for line in (root / "etc/shadow").read_text().splitlines()}
+    assert shadow["root"].startswith("!")
+
+
+def test_redhat_sysprep_excludes_packages_from_dnf(os_root, tmp_path):
+    root = os_root
+    (root / "etc/dnf").mkdir(parents=True, exist_ok=True)
+    (root / "etc/dnf/dnf.conf").write_text("[main]\ngpgcheck=1\nexclude=old\n")
+    run_role(root, tmp_path, "redhat", "sysprep", "packages_redhat")
+    conf = (root / "etc/dnf/dnf.conf").read_text().splitlines()
+    assert conf[0] == "[main]"
+    assert f"exclude={' '.join(sorted(RPMS))}" in conf and "exclude=old" not in conf
+    assert "dnf clean all" in calls(root)
+
+
+def test_redhat_transparent_huge_pages_madvise(os_root, tmp_path):
+    root = os_root
+    grub = root / "etc/default/grub"
+    grub.write_text('GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet"\n')
+    run_role(root, tmp_path, "redhat", "node", "thp")
+    run_role(root, tmp_path, "redhat", "node", "thp")  # a second run adds nothing
+    assert 'GRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet transparent_hugepage=madvise"' \
+        in grub.read_text().splitlines()
+    assert "grubby --update-kernel=ALL --args=transparent_hugepage=madvise" in calls(root)
