@@ -9,7 +9,9 @@ is no containerd running in a chroot, nor a registry to reach).
 
 from __future__ import annotations
 
+import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -78,15 +80,31 @@ def extras_run(releases, s3, tmp_path_factory):
                       "additional_s3_bucket": s3.bucket, "additional_s3_object": "tools/from-s3.sh",
                       "additional_s3_destination_path": "/opt/extra/bin/from-s3.sh"}
         env = {"ADDITIONAL_S3_ACCESS": s3.access_key, "ADDITIONAL_S3_SECRET": s3.secret_key,
-               "ANSIBLE_LOG_PATH": str(tmp / "ansible.log")}
+               "ANSIBLE_LOG_PATH": str(tmp / "ansible.log"), "ANSIBLE_VERBOSITY": "3"}
         runs = []
-        for playbook in ("firstboot.yml", "node.yml"):
-            run = run_playbook(PLAYBOOKS / playbook, root, variables, tmp, env, ("-vvv",))
-            assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-            runs.append(run)
+        with environment(env):
+            for playbook in ("firstboot.yml", "node.yml"):
+                run = run_playbook(PLAYBOOKS / playbook, root, variables, tmp)
+                assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+                runs.append(run)
         yield root, runs, (tmp / "ansible.log").read_text()
     finally:
         unmount_all(root)
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment (run_playbook passes it on) for a while."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def chroot(root: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -190,7 +208,8 @@ def test_wrong_s3_secret_fails_without_showing_the_keys(extras_run, s3, tmp_path
                  "additional_s3_bucket": s3.bucket, "additional_s3_object": "tools/from-s3.sh",
                  "additional_s3_destination_path": "/opt/extra/wrong.sh",
                  "additional_s3_access": s3.access_key, "additional_s3_secret": wrong}
-    run = run_playbook(playbook, root, variables, tmp_path, {}, ("-vvv",))
+    with environment({"ANSIBLE_VERBOSITY": "3"}):
+        run = run_playbook(playbook, root, variables, tmp_path)
     assert run.returncode != 0
     out = run.stdout + run.stderr
     assert "HTTP 403 (SignatureDoesNotMatch)" in out, run.stdout[-3000:]

@@ -73,8 +73,7 @@ def node_vars(checkout, tmp_path: Path, overrides: dict[str, str]) -> dict[str, 
 
 
 def run_playbook(playbook: Path, root: Path, variables: dict[str, str],
-                 tmp_path: Path, env_extra: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+                 tmp_path: Path) -> subprocess.CompletedProcess:
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(f"node ansible_connection=community.general.chroot "
                          f"ansible_host={root} ansible_python_interpreter=auto_silent\n")
@@ -82,9 +81,9 @@ def run_playbook(playbook: Path, root: Path, variables: dict[str, str],
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
            "ANSIBLE_REMOTE_TMP": "/tmp/.ansible", "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
-           "DEBIAN_FRONTEND": "noninteractive", **(env_extra or {})}
+           "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-e", f"@{extra}",
-                           *args, str(playbook)], capture_output=True, text=True, env=env,
+                           str(playbook)], capture_output=True, text=True, env=env,
                           timeout=900)
 
 
