@@ -238,7 +238,7 @@ def standin_extras(releases: StandInReleases) -> dict[str, object]:
         "additional_executables_list": f"{u}/tools/node-tool",
         "additional_executables_destination_path": "/opt/extra/bin",
         "additional_registry_images": "true",
-        "additional_registry_images_list": "registry.example/one:1.0, registry.example/two:2.0",
+        "additional_registry_images_list": "registry.example/one:1.0,registry.example/two:2.0",
         "additional_url_images": "true",
         "additional_url_images_list": f"{u}/images/pause-standin.tar,{u}/images/agent-standin.tar",
         "ecr_credential_provider": "true",
