@@ -206,6 +206,10 @@ def test_optional_content_is_checked_when_on(gossrender):
     assert "/opt/extra/bin/tool-b" in files
     assert files["/opt/extra/from-s3"] == {"exists": True}
     assert files["/opt/bin/ecr-credential-provider"]["mode"] == "0755"
+    # upstream's ecr_credential_provider.json sets "" for these: goss falls back to the role defaults
+    empty = goss_vars("ubuntu-2404", {**ALL_ON, "ecr_credential_provider_install_dir": "",
+                                      "ecr_credential_provider_binary_filename": ""})
+    assert "/opt/bin/ecr-credential-provider" in merged_keys(render_all(gossrender, empty))["file"]
     assert "--image-credential-provider-bin-dir" not in str(files["/etc/default/kubelet"])
     assert files["/etc/modprobe.d/blocklist-nouveau.conf"]["contents"][-1] == \
         "install nouveau /bin/false"
