@@ -108,3 +108,4 @@ def test_no_communicator_and_base_builds(checkout, monkeypatch, tmp_path):
     plan = plan_build(checkout, parse_target("node-ova-local-ubuntu-2204", checkout.os_names()),
                       Knobs.from_env({"PACKER_VAR_FILES": str(user)}))
     assert validation(plan).startswith("skipped: Packer has no communicator")
+    assert plan.goss_plugin is None and plan.template == checkout.node_template
