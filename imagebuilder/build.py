@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
+from . import goss
 from .errors import BuildError, ImageBuilderError, InputError
 from .knobs import tool_path
 from .packer import PackerProcess, find_packer
@@ -37,6 +38,8 @@ class BuildResult:
     log: str
     error: str = ""
     cleanup_errors: list[str] = field(default_factory=list)
+    #: "goss", "skipped: <why>" (the image was not validated), "" (no image to validate)
+    validation: str = ""
 
     @property
     def ok(self) -> bool:
@@ -178,6 +181,7 @@ class PackerStep:
             plan.argv(find_packer()), plan.log_path, cwd=plan.checkout.root,
             env=env, secrets=plan.secret_values, on_step=on_step, on_line=self.on_line)
         state.data["packer"] = proc
+        self.note_unvalidated(state)
         proc.start()
         while proc.poll() is None:
             if state.cancel.wait(0.2):
@@ -189,6 +193,20 @@ class PackerStep:
             tail = "\n".join(proc.tail[-15:])
             raise BuildError(f"packer {plan.action} exited with code {code}; "
                              f"see {plan.log_path}\n{tail}")
+
+    def note_unvalidated(self, state: BuildState) -> None:
+        """Say in the build's log and output when goss will not check the image."""
+        plan: BuildPlan = state.plan
+        reason = goss.skipped_reason(plan)
+        if not reason:
+            return
+        note = f"goss: the image will not be validated: {reason}"
+        plan.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(plan.log_path, "a", encoding="utf-8") as log:
+            log.write(f"# imagebuilder: {note}\n")
+        state.report(note)
+        if self.on_line:
+            self.on_line(note)
 
     def cleanup(self, state: BuildState) -> None:
         proc: PackerProcess | None = state.data.get("packer")
@@ -278,7 +296,8 @@ def run_plan(plan: BuildPlan, cancel=None, on_step: Callable[[str], None] | None
     return BuildResult(
         target=plan.target.task_name(plan.action), action=plan.action, result=result,
         seconds=round(time.monotonic() - start, 1), artifact_dir=str(plan.artifact_dir),
-        log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors)
+        log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors,
+        validation=goss.validation(plan))
 
 
 def clean_targets(plans: list[BuildPlan]) -> list[Path]:

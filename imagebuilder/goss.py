@@ -51,3 +51,25 @@ def template_with_goss(template: Path, provisioner: Path) -> dict:
                  if str(p.get("playbook_file", "")).endswith("/node.yml"))
     provisioners.insert(after + 1, goss)
     return data
+
+
+def skipped_reason(plan) -> str | None:
+    """Why goss will not check the image this build makes, or None when it will
+    (or when there is no image to check: validate runs and base builds)."""
+    if plan.action != "build" or plan.target.hypervisor.base:
+        return None
+    if plan.merged.get("communicator") == "none":
+        return "Packer has no communicator (communicator none), so no provisioner reaches the VM"
+    if plan.goss_plugin is None:
+        return ("the goss provisioner plugin is not installed "
+                "(`invoke deps-ova` installs it with packer init on Packer 1.7 and newer)")
+    return None
+
+
+def validation(plan) -> str:
+    """How the build's image is validated, for the summary: "goss", "skipped: <why>",
+    or "" where there is no image to validate."""
+    if plan.action != "build" or plan.target.hypervisor.base:
+        return ""
+    reason = skipped_reason(plan)
+    return f"skipped: {reason}" if reason else "goss"

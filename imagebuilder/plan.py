@@ -381,7 +381,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         normalised=normalised, work_dir=work_dir, artifact_dir=artifact,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
         options=options or BuildOptions(),
-        goss_plugin=goss.find_plugin() if action == "build" else None,
+        # without a communicator no provisioner reaches the VM: goss would fail to upload
+        goss_plugin=goss.find_plugin()
+        if action == "build" and merged.get("communicator") != "none" else None,
         downloads=fetched.downloads,
         warnings=no_effect_warnings(checkout, target, merged,
                                     [_rel(checkout, l.path) for l in user_layers]),

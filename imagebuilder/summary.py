@@ -27,7 +27,10 @@ def table(results: Iterable[BuildResult]) -> str:
     rows = [("TARGET", "RESULT", "DURATION", "ARTIFACTS")]
     for r in results:
         minutes, seconds = divmod(int(r.seconds), 60)
-        rows.append((r.target, r.result, f"{minutes}m{seconds:02d}s", r.artifact_dir or "-"))
+        result = r.result
+        if r.ok and r.validation.startswith("skipped"):
+            result += " (not validated)"  # goss did not run: see the build's log
+        rows.append((r.target, result, f"{minutes}m{seconds:02d}s", r.artifact_dir or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row))

@@ -15,5 +15,11 @@ packer {
       version = ">= 1.1.0"
       source  = "github.com/hashicorp/ansible"
     }
+    # The goss provisioner (packer/goss/provisioner.json) that checks the
+    # finished image; without it a build says that its image was not validated.
+    goss = {
+      version = ">= 3.2.14"
+      source  = "github.com/YaleUniversity/goss"
+    }
   }
 }

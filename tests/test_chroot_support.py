@@ -321,3 +321,133 @@ class ForwardProxy:
     def url(self) -> str:
         assert self._server, "not serving"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+
+#: The stand-in ctr of ``standin_extras``: records every call where the test can read it
+#: (sysprep empties /var/log) and keeps a copy of every archive it is asked to import.
+CTR_RECORD_DIR = "var/lib/imagebuilder-standin"
+_RECORDING_CTR = f"""#!/bin/sh
+mkdir -p /{CTR_RECORD_DIR}
+echo "$*" >> /{CTR_RECORD_DIR}/ctr.calls
+case " $* " in *" import "*) for last; do :; done; cp "$last" /{CTR_RECORD_DIR}/ ;; esac
+echo 'ctr containerd.io (imagebuilder stand-in)'
+""".encode()
+
+
+def standin_extras(releases: StandInReleases) -> dict[str, object]:
+    """Stand-ins for the optional roles' downloads, served by ``releases``, and the
+    variables that point those roles at them. The containerd archive gets a ctr that
+    records its calls (see CTR_RECORD_DIR)."""
+    root, u = releases.root, releases.url
+    c = releases.versions["containerd"]
+    _tar(releases.containerd, {f"bin/{b}": _script(b, f"containerd.io v{c}")
+                               for b in ("containerd", "containerd-shim-runc-v2")}
+         | {"bin/ctr": _RECORDING_CTR})
+    files = {
+        "images/pause-standin.tar": b"stand-in image archive\n",
+        "images/agent-standin.tar": b"another stand-in image archive\n",
+        "tools/node-tool": _script("node-tool", "v0.1.0"),
+        "ecr/v1.31.0/linux/amd64/ecr-credential-provider-linux-amd64":
+            _script("ecr-credential-provider", "v1.31.0"),
+        "nvidia/NVIDIA-Linux-x86_64-standin.run": (
+            b"#!/bin/sh\nset -e\nmkdir -p /var/lib/imagebuilder-standin\necho \"$*\" > /var/lib/imagebuilder-standin/nvidia.args\n"
+            b"printf '#!/bin/sh\\necho NVIDIA-SMI stand-in\\n' > /usr/bin/nvidia-smi\n"
+            b"chmod 755 /usr/bin/nvidia-smi\n"),
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    trivy = _tar(root / "trivy/trivy_0.58.1_Linux-64bit.tar.gz",
+                 {"trivy": _script("Version:", "0.58.1"), "README.md": b"readme\n"})
+    (root / "trivy/trivy_0.58.1_checksums.txt").write_text(
+        f"{'0' * 64}  trivy_0.58.1_Linux-ARM64.tar.gz\n{sha256(trivy)}  {trivy.name}\n")
+    falco = _tar(root / "falco/falco-0.39.2-x86_64.tar.gz", {
+        "falco-0.39.2-x86_64/usr/bin/falco": _script("falco version", "0.39.2"),
+        "falco-0.39.2-x86_64/etc/falco/falco.yaml": b"# stand-in\n"})
+    nvidia = root / "nvidia/NVIDIA-Linux-x86_64-standin.run"
+    return {
+        "load_additional_components": "true",
+        "additional_executables": "true",
+        "additional_executables_list": f"{u}/tools/node-tool",
+        "additional_executables_destination_path": "/opt/extra/bin",
+        "additional_registry_images": "true",
+        "additional_registry_images_list": "registry.example/one:1.0,registry.example/two:2.0",
+        "additional_url_images": "true",
+        "additional_url_images_list": f"{u}/images/pause-standin.tar,{u}/images/agent-standin.tar",
+        "ecr_credential_provider": "true",
+        "ecr_credential_provider_base_url": f"{u}/ecr",
+        "ecr_credential_provider_sha256": sha256(
+            root / "ecr/v1.31.0/linux/amd64/ecr-credential-provider-linux-amd64"),
+        "gpu_vendor": "nvidia",
+        "gpu_block_nouveau_loading": "true",
+        "gpu_nvidia_installer_url": f"{u}/{nvidia.relative_to(root)}",
+        "gpu_nvidia_installer_sha256": sha256(nvidia),
+        "gpu_nvidia_build_packages_debian": [],
+        "security_install_trivy": "true",
+        "security_trivy_url": f"{u}/{trivy.relative_to(root)}",
+        "security_trivy_checksum": f"sha256:{u}/trivy/trivy_0.58.1_checksums.txt",
+        "security_install_falco": "true",
+        "security_falco_url": f"{u}/{falco.relative_to(root)}",
+        "security_falco_checksum": f"sha256:{sha256(falco)}",
+    }
+
+
+class LocalS3:
+    """An S3-compatible server on 127.0.0.1 (moto in server mode) that checks
+    signatures: one IAM user whose keys may read and write one bucket."""
+
+    def __init__(self, bucket: str = "components") -> None:
+        self.bucket = bucket
+        self._proc: subprocess.Popen | None = None
+        self.access_key = self.secret_key = ""
+
+    def __enter__(self) -> "LocalS3":
+        import json
+        import socket
+        import sys
+        import urllib.request
+
+        import boto3
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        # After these three unsigned IAM calls every request must be signed by a known key.
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+        self._proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.1)
+        iam = boto3.client("iam", endpoint_url=self.url, region_name="us-east-1",
+                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam.create_user(UserName="imagebuilder")
+        key = iam.create_access_key(UserName="imagebuilder")["AccessKey"]
+        iam.put_user_policy(UserName="imagebuilder", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        self.access_key, self.secret_key = key["AccessKeyId"], key["SecretAccessKey"]
+        self.client().create_bucket(Bucket=self.bucket)
+        return self
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client().put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
