@@ -27,27 +27,11 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 #: (issue 9, content parity) on other branches. The lead empties this at merge;
 #: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
 AWAITING_ROLES = frozenset({
-    "additional_executables", "additional_executables_destination_path",
-    "additional_executables_list", "additional_registry_images",
-    "additional_registry_images_list", "additional_s3", "additional_s3_bucket",
-    "additional_s3_ceph", "additional_s3_destination_path", "additional_s3_endpoint",
-    "additional_s3_object", "additional_url_images", "additional_url_images_list",
-    "block_nouveau_loading", "build_target", "containerd_enable_limit_no_file",
-    "containerd_gvisor_runtime", "containerd_gvisor_version",
-    "containerd_image_pull_progress_timeout", "containerd_service_url",
-    "containerd_wasm_shims_runtime_versions", "containerd_wasm_shims_runtimes",
-    "containerd_wasm_shims_sha256", "containerd_wasm_shims_url",
-    "containerd_wasm_shims_version", "debug_tools", "ecr_credential_provider",
-    "ecr_credential_provider_arch", "ecr_credential_provider_aws_profile",
-    "ecr_credential_provider_base_url", "ecr_credential_provider_binary_filename",
-    "ecr_credential_provider_install_dir", "ecr_credential_provider_match_images",
-    "ecr_credential_provider_os", "ecr_credential_provider_version", "enable_containerd_audit",
-    "enable_disk_packing", "epel_rpm_gpg_key", "guestinfo_datasource_ref",
-    "guestinfo_datasource_script", "guestinfo_datasource_slug", "kubeadm_template",
-    "kubernetes_apiserver_port", "kubernetes_enable_automatic_resource_sizing",
-    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch",
-    "load_additional_components", "node_ansible_tmpdir", "pip_conf_file", "pypy_http_source",
-    "python_path", "redhat_epel_rpm",
+    "additional_s3_ceph", "build_target", "containerd_service_url", "debug_tools",
+    "enable_disk_packing", "guestinfo_datasource_ref", "guestinfo_datasource_script",
+    "guestinfo_datasource_slug", "kubeadm_template", "kubernetes_apiserver_port",
+    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "pypy_http_source",
+    "python_path",
 })
 
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
