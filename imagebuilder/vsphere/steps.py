@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from pyVmomi import vim
 
 from ..errors import BuildError
@@ -70,26 +72,34 @@ class VSphereStep:
         if plan.options.keep_on_failure or plan.knobs.on_error_ask:
             state.report(f"vsphere: keeping {vm_name} for inspection")
             return
-        settings = VSphereSettings.from_vars(plan.merged.values)
-        build_id = plan.merged.get("ib_build_id")
-        try:
-            with datacenter_session(settings) as (driver, dc):
-                vm = driver.find_vm(dc, vm_name)
-                if vm is None:
-                    return
-                found = driver.extra_config(vm).get(BUILD_ID_KEY)
-                if not build_id or found != build_id:
-                    raise BuildError(
-                        f"left VM {vm_name} on {settings.server} alone: this build did not "
-                        f"make it ({BUILD_ID_KEY} is {found!r}, this build's is "
-                        f"{build_id!r}); another build or a person did")
-                state.report(f"vsphere: removing {vm_name} left by the failed build")
-                driver.destroy(vm)
-        except BuildError:
-            raise
-        except Exception as exc:
-            raise BuildError(f"could not remove VM {vm_name} from {settings.server}: {exc}; "
-                             "delete it by hand") from None
+        destroy_own_vm(plan, vm_name, lambda: state.report(
+            f"vsphere: removing {vm_name} left by the failed build"))
+
+
+def destroy_own_vm(plan: BuildPlan, vm_name: str, announce: Callable[[], None]) -> None:
+    """Destroy ``vm_name`` if it exists and carries this build's id in its
+    extraConfig; a VM of that name made by anything else (another build, a
+    person) is left alone with a BuildError saying so."""
+    settings = VSphereSettings.from_vars(plan.merged.values)
+    build_id = plan.merged.get("ib_build_id")
+    try:
+        with datacenter_session(settings) as (driver, dc):
+            vm = driver.find_vm(dc, vm_name)
+            if vm is None:
+                return
+            found = driver.extra_config(vm).get(BUILD_ID_KEY)
+            if not build_id or found != build_id:
+                raise BuildError(
+                    f"left VM {vm_name} on {settings.server} alone: this build did not "
+                    f"make it ({BUILD_ID_KEY} is {found!r}, this build's is "
+                    f"{build_id!r}); another build or a person did")
+            announce()
+            driver.destroy(vm)
+    except BuildError:
+        raise
+    except Exception as exc:
+        raise BuildError(f"could not remove VM {vm_name} from {settings.server}: {exc}; "
+                         "delete it by hand") from None
 
 
 class VerifyBaseStep:
@@ -129,13 +139,9 @@ class DestroyStep:
 
     def run(self, state: BuildState) -> None:
         plan: BuildPlan = state.plan
-        settings = VSphereSettings.from_vars(plan.merged.values)
         vm_name = plan.merged.get("vm_name")
-        with datacenter_session(settings) as (driver, dc):
-            vm = driver.find_vm(dc, vm_name)
-            if vm is not None:
-                state.report(f"vsphere: destroy is true; removing {vm_name}")
-                driver.destroy(vm)
+        destroy_own_vm(plan, vm_name, lambda: state.report(
+            f"vsphere: destroy is true; removing {vm_name}"))
 
     def cleanup(self, state: BuildState) -> None:
         pass
