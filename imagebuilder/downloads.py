@@ -166,12 +166,8 @@ def _kubernetes_problems(values: dict[str, str], origin: Callable[[str], str]) -
     match = re.match(r"^v([0-9]+)\.([0-9]+)\.[0-9]+", semver)
     if not match or values.get("kubernetes_source_type") != "pkg":
         return []
-    bare, series = semver[1:], f"v{match.group(1)}.{match.group(2)}"
-    problems = []
-    if values.get("kubernetes_series") and values["kubernetes_series"] != series:
-        problems.append(f"{origin('kubernetes_series')}: kubernetes_series: "
-                        f"{values['kubernetes_series']} is not the series of kubernetes_semver "
-                        f"{semver}; set it to {series}")
+    bare = semver[1:]
+    problems = []  # kubernetes_series against kubernetes_semver: plan's value checks
     deb = values.get("distro_name") in ("ubuntu", "debian")
     var = "kubernetes_deb_version" if deb else "kubernetes_rpm_version"
     version = values.get(var, "")

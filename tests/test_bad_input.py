@@ -244,7 +244,10 @@ CASES = [
          env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("semver-without-series", ["packer/config/kubernetes.json: kubernetes_series: v1.37 "
                                    "does not match kubernetes_semver v1.31.4 (set in "
-                                   "{d}/v.json); set it to v1.31"],
+                                   "{d}/v.json); set it to v1.31",
+                                   "packer/config/kubernetes.json: kubernetes_deb_version: "
+                                   "1.37.1-1.1 is not a package of kubernetes_semver v1.31.4; "
+                                   "set it to 1.31.4-1.1 (or the package revision you want)"],
          files={"v.json": {"kubernetes_semver": "v1.31.4"}},
          env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("flatcar-channel", ["environment: FLATCAR_CHANNEL: 'stable; reboot' is not a Flatcar "
