@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
 K8S = "v1.37.1"
 RASD = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
 #: Small hardware, so the simulator's generated disks and the OVAs stay small.
-HARDWARE = {"cpu": "2", "memory": "3072", "disk_size": "2048"}
+HARDWARE = {"cpu": "2", "memory": "3072", "disk_size": "8192"}  # the OS floors: 5120 ubuntu, 8192 photon
 
 
 def var_files(sim: Simulator, tmp_path: Path, **vsphere: str) -> str:
@@ -114,7 +114,7 @@ def test_vsphere_iso_build_makes_an_ova_that_deploys_back(checkout, fresh_vcsim,
     result = invoke(target, env_extra={"PACKER_VAR_FILES": var_files(fresh_vcsim, tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     built = check_the_loop(checkout, fresh_vcsim, tmp_path, target, "ubuntu-2204-efi")
-    assert built == {"template": True, "numCPU": 2, "memoryMB": 3072, "disks": [2048 << 20],
+    assert built == {"template": True, "numCPU": 2, "memoryMB": 3072, "disks": [8192 << 20],
                      "firmware": "efi"}
 
 
