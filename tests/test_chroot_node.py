@@ -172,6 +172,8 @@ def customized(custom_root, releases, proxy, tmp_path_factory) -> Path:
         "http_proxy": proxy.url, "https_proxy": proxy.url, "no_proxy": "127.0.0.1,localhost",
         "pip_conf_file": str(tmp / "pip.conf"),
         "node_custom_roles_post": "imagebuilder_probe",
+        # a Packer variable: it reaches sysprep through the template's carriers
+        "ssh_username": CUSTOM_USER,
     }
     variables = {
         **node_vars(Checkout(REPO), tmp, through_packer),
@@ -181,7 +183,6 @@ def customized(custom_root, releases, proxy, tmp_path_factory) -> Path:
         "enable_containerd_audit": "true",
         "kubernetes_enable_automatic_resource_sizing": "true",
         "node_ansible_tmpdir": "/var/tmp/imagebuilder-node",
-        "ssh_username": CUSTOM_USER,
         "setup_os_upgrade": "false",
     }
     for playbook in ("firstboot.yml", "node.yml"):
