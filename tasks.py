@@ -25,8 +25,7 @@ from imagebuilder import imagetest
 from imagebuilder.catalog import HYPERVISORS, Target
 from imagebuilder.checkout import find_checkout
 from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
-from imagebuilder.knobs import Knobs
-from imagebuilder.plan import OPTION_HELP, BuildOptions
+from imagebuilder.options import OPTION_HELP, BuildOptions
 from imagebuilder.progress import LineProgress, TqdmTaskProgress, default_progress
 from imagebuilder.stopping import exit_code_of
 
@@ -153,9 +152,14 @@ def cloudinit_keys(c):
 
 
 def image_cloudinit(c, vm, user_data=None, meta_data=None):
-    imagetest.cloudinit_vm(find_checkout(), Knobs.from_env(), vm,
+    imagetest.cloudinit_vm(find_checkout(), _knobs(), vm,
                            Path(user_data) if user_data else None,
                            Path(meta_data) if meta_data else None, on_task=TqdmTaskProgress())
+
+
+def _knobs():
+    from imagebuilder.knobs import Knobs
+    return Knobs.from_env()
 
 
 def _ssh(argv: list[str]) -> None:
@@ -169,7 +173,7 @@ def image_ssh(c, build_dir, user=imagetest.DEFAULT_USER):
 
 
 def image_ssh_vm(c, vm, user=imagetest.DEFAULT_USER):
-    _ssh(imagetest.vm_ssh_argv(find_checkout(), Knobs.from_env(), vm, user))
+    _ssh(imagetest.vm_ssh_argv(find_checkout(), _knobs(), vm, user))
 
 
 def ova_assemble(c, build_dir, manifest_digest="sha256"):
@@ -194,7 +198,7 @@ def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template
     from imagebuilder.ova.progress import TqdmByteProgress
     from imagebuilder.vsphere.deploy import deploy_ova as deploy
     from imagebuilder.vsphere.session import VSphereSettings
-    settings = VSphereSettings.from_checkout(find_checkout(), Knobs.from_env())
+    settings = VSphereSettings.from_checkout(find_checkout(), _knobs())
     deploy(settings, Path(ova), name, folder=folder, datastore=datastore, network=network,
            template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print,
            on_task=TqdmTaskProgress())

@@ -24,7 +24,8 @@ from .catalog import HYPERVISORS, Target, all_targets, parse_target
 from .checkout import Checkout, find_checkout
 from .errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, ImageBuilderError, InputError
 from .knobs import Knobs
-from .plan import BuildOptions, BuildPlan, plan_build
+from .options import BuildOptions
+from .plan import BuildPlan, plan_build
 from .prerequisites import base_target, needs_base, required_bases
 from .progress import NullProgress, Progress
 from .scheduler import run_jobs

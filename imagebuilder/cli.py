@@ -14,8 +14,8 @@ import sys
 
 from . import api, deps, simulation
 from .errors import EXIT_BAD_INPUT, ImageBuilderError
+from .options import OPTION_HELP, BuildOptions
 from .ova import cli as ova_cli
-from .plan import OPTION_HELP, BuildOptions
 from .progress import LineProgress, default_progress
 from .stopping import exit_code_of
 

@@ -37,6 +37,7 @@ from .layering import (
     read_var_file,
     split_packer_flags,
 )
+from .options import BuildOptions
 from .template_uses import NO_EFFECT_HERE, user_refs
 from .upstream import (
     TEMPLATE_DEFAULTS,
@@ -70,25 +71,6 @@ SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
 #: vSphere targets hold every var file the user adds to vsphere.json's rules,
 #: wherever the vSphere settings come from.
 VSPHERE_SCHEMA_ROLES = ("flags", "user")
-
-
-#: The build options as flags, with the help both front ends show.
-OPTION_HELP = {
-    "force": "replace an existing VM or template that has the build's name",
-    "prepare-template": "give a linked clone's source template the snapshot it needs",
-    "keep-on-failure": "leave a failed build's VM in vCenter for inspection",
-    "no-deps": "refuse, instead of building a missing or stale base image first",
-}
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """What the user asked of a build beyond its configuration (see OPTION_HELP)."""
-
-    force: bool = False
-    prepare_template: bool = False
-    keep_on_failure: bool = False
-    no_deps: bool = False
 
 
 @dataclass

@@ -15,6 +15,8 @@ import re
 import sys
 
 from invoke import Argument, Exit, ParseError, Program
+from invoke.parser import Parser
+from invoke.util import Lexicon
 
 import imagebuilder
 from imagebuilder.errors import EXIT_BAD_INPUT
@@ -97,6 +99,15 @@ class ImageBuilderProgram(Program):
         self.argv, jobs = split_core_jobs(list(self.argv), value_flags)
         if jobs is not None:
             os.environ[JOBS_ENV] = jobs
+
+    def _make_parser(self) -> Parser:
+        # invoke deep-copies every task's flags into its parser: with 253 targets
+        # of eight flags each that is most of `invoke --list`. A command line that
+        # names no task (--list, --version, --help alone) needs none of them.
+        if (self.core.unparsed or self.args.complete.value
+                or isinstance(self.args.help.value, str)):
+            return super()._make_parser()
+        return Parser(initial=self.initial_context, contexts=Lexicon())
 
     def parse_tasks(self) -> None:
         try:

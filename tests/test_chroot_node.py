@@ -14,8 +14,8 @@ import configparser
 import json
 import os
 import subprocess
-import tomllib
 import sys
+import tomllib
 from pathlib import Path
 from typing import Iterator
 

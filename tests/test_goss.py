@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from imagebuilder.build import run_plan
 from imagebuilder.catalog import parse_target
 from imagebuilder.goss import skipped_reason, validation

@@ -1,6 +1,6 @@
 """Listing the tasks (``invoke --list``) stays fast: nothing on that path imports
-pyVmomi or jsonschema, which only the tasks that run need. No timing is
-asserted (bench/invoke_list.py measures it)."""
+pyVmomi, jsonschema or the planner's jinja2, which only the tasks that run need.
+No timing is asserted (bench/invoke_list.py measures it)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 from support import BIN, REPO
 
-HEAVY = ("pyVmomi", "pyVim", "jsonschema", "referencing")
+HEAVY = ("pyVmomi", "pyVim", "jsonschema", "referencing", "jinja2")
 
 # Runs a program's --list in a fresh interpreter and reports, at exit, which of
 # the HEAVY top-level packages were imported.
@@ -51,4 +51,18 @@ def test_the_probe_sees_what_a_running_task_imports():
     result = subprocess.run([sys.executable, "-c", code, "help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "pyVmomi" in json.loads(result.stderr.rsplit("IMPORTED ", 1)[1])
+    assert {"pyVmomi", "jinja2"} <= set(json.loads(result.stderr.rsplit("IMPORTED ", 1)[1]))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--complete", "--", "invoke", "build-node-ova-vsphere-ubuntu-2204", "--"], "--dry-run"),
+    (["--complete", "--", "invoke", "build-node-ova-vsph"], "build-node-ova-vsphere-ubuntu-2204"),
+    (["build-node-ova-vsphere-ubuntu-2204", "--help"], "--prepare-template"),
+])
+def test_commands_naming_a_task_still_parse_its_flags(argv, expected):
+    """The listing's short cut (no task flags parsed when no task is named)
+    leaves completion and per-task help whole."""
+    result = subprocess.run([str(BIN / "invoke"), *argv], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout.split()

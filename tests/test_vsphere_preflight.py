@@ -9,7 +9,8 @@ import pytest
 from imagebuilder.catalog import parse_target
 from imagebuilder.errors import InputError
 from imagebuilder.knobs import Knobs
-from imagebuilder.plan import BuildOptions, plan_build
+from imagebuilder.options import BuildOptions
+from imagebuilder.plan import plan_build
 from imagebuilder.vcsim import write_vsphere_json
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.preflight import preflight
