@@ -197,3 +197,29 @@ def test_goss_spec_and_provisioner():
                   "net.bridge.bridge-nf-call-iptables", "br_netfilter", "enabled: true",
                   "{{ .Vars.build_user }}:\n    exists: {{ not .Vars.build_user_removed }}"):
         assert check in spec, check
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, []),
+    ({"custom_role_names": "role2 role3"}, ["role2", "role3"]),
+    ({"custom_role_names": "role2 role3", "node_custom_roles_post": "role3 role4"},
+     ["role2", "role3", "role4"]),
+    ({"custom_role_names": "a b a c", "node_custom_roles_pre": "c",
+      "node_custom_roles_post_sysprep": "b"}, ["a"]),
+])
+def test_custom_role_names_run_once_after_the_node_roles(tmp_path, given, expected):
+    """custom_role_names (upstream's older hook) runs before node_custom_roles_post,
+    without the roles another hook runs already: every role named runs once."""
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "vars_files": [str(ANSIBLE / "vars" / "main.yml")],
+        "tasks": [{"ansible.builtin.debug": {"var": "ib_custom_roles_post"}}]}]))
+    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          str(play), "--extra-vars", json.dumps(given)],
+                         capture_output=True, text=True, timeout=120,
+                         env={"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_STDOUT_CALLBACK": "json",
+                              "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")})
+    assert run.returncode == 0, run.stdout + run.stderr
+    [task] = json.loads(run.stdout)["plays"][0]["tasks"]
+    assert task["hosts"]["localhost"]["ib_custom_roles_post"] == expected
