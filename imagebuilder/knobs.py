@@ -132,15 +132,16 @@ class Knobs:
             packer_var_files_text=env.get("PACKER_VAR_FILES", ""),
         )
 
-    def derived_packer_flags(self, building: bool) -> list[str]:
+    def derived_packer_flags(self, building: bool, color_given: bool = False) -> list[str]:
         """What the Makefile appends to ``PACKER_FLAGS``, in its order.
 
         Colour defaults to off (upstream: on) because Packer's output goes to
-        a log file and a progress line, not straight to a terminal. Knobs with
-        problems (see ``problems``) add nothing.
+        a log file and a progress line, not straight to a terminal; a ``-color``
+        already in ``PACKER_FLAGS`` (``color_given``) is left to decide, where the
+        Makefile would override it. Knobs with problems (see ``problems``) add nothing.
         """
         flags: list[str] = []
-        if building:
+        if building and not color_given:
             flags.append(f"-color={self.packer_color or 'false'}")
         if self.foreground:
             flags.append("-var=headless=false")

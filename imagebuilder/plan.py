@@ -200,7 +200,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     hv = target.hypervisor
     building = action == "build"
     user_flags = split_packer_flags(knobs.packer_flags, action)
-    ours = split_packer_flags(knobs.derived_packer_flags(building), action, "environment")
+    color_given = any(f == "-color" or f.startswith("-color=") for f in user_flags.flags)
+    ours = split_packer_flags(knobs.derived_packer_flags(building, color_given), action,
+                              "environment")
     problems: list[str] = user_flags.problems + knobs.problems(building)
     if strict:
         problems += output_dir_problems(checkout)

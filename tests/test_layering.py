@@ -87,6 +87,13 @@ def test_knobs_append_flags_like_the_makefile(checkout, tmp_path):
     assert not any(a.startswith("-color") for a in validate)  # only builds get -color
 
 
+@pytest.mark.parametrize("given", ["-color=true", "-color"])
+def test_a_color_flag_of_the_user_is_not_overridden(checkout, given):
+    argv = plan_for(checkout, "node-ova-local-ubuntu-2404",
+                    {"PACKER_FLAGS": given, "PACKER_COLOR": "false"}).argv()
+    assert [a for a in argv if a.startswith("-color")] == [given]
+
+
 def test_ansible_scp_extra_args(checkout, tmp_path, monkeypatch):
     import shutil
     import subprocess
