@@ -7,6 +7,8 @@ the dnf/tdnf package excludes, RHEL's transparent huge pages setting."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -226,3 +228,46 @@ def test_redhat_guestinfo_datasource_only_for_old_cloud_init(os_root, tmp_path, 
         assert requested == []
         assert not record.exists()
         assert 'datasource_list: ["VMware"]' in pinned
+
+
+# --- enable_disk_packing: zeros over the free space (upstream's optimize-disk.sh) ---
+
+MARKER = b"IMAGEBUILDER-DELETED-DATA-"
+
+
+@pytest.fixture()
+def small_disk(os_root, tmp_path) -> Iterator[tuple[Path, str]]:
+    """A 32 MiB ext4 file system loop-mounted in the chroot, holding the blocks of a
+    deleted 8 MiB file full of MARKER (what an install leaves on a disk)."""
+    image = tmp_path / "disk.img"
+    with image.open("wb") as out:
+        out.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-E", "nodiscard", str(image)], check=True)
+    inside = "/mnt/imagebuilder-packing"
+    mnt = os_root / inside.lstrip("/")
+    mnt.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "loop,nodiscard", str(image), str(mnt)], check=True)
+    try:
+        (mnt / "deleted.bin").write_bytes(MARKER * ((8 << 20) // len(MARKER)))
+        os.sync()
+        (mnt / "deleted.bin").unlink()
+        os.sync()
+        yield image, inside
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, enabled):
+    image, inside = small_disk
+    extra = {"enable_disk_packing": enabled, "sysprep_disk_packing_paths": [inside, "/nonexistent"]}
+    run = run_role(os_root, tmp_path, "debian", "sysprep", "disk_packing", extra)
+    subprocess.run(["umount", str(os_root / inside.lstrip("/"))], check=True)
+    data = image.read_bytes()
+    recap = run.stdout.splitlines()[-2]
+    if enabled == "true":
+        assert "changed=1" in recap
+        assert MARKER not in data
+    else:
+        assert "changed=0" in recap
+        assert data.count(MARKER) > 1000  # the deleted file's blocks are still there

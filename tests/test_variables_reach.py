@@ -28,7 +28,7 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 #: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
 AWAITING_ROLES = frozenset({
     "build_target", "containerd_service_url", "debug_tools",
-    "enable_disk_packing", "kubeadm_template", "kubernetes_apiserver_port",
+    "kubeadm_template", "kubernetes_apiserver_port",
     "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "pypy_http_source",
     "python_path",
 })
