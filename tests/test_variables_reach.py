@@ -29,8 +29,7 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 AWAITING_ROLES = frozenset({
     "build_target", "containerd_service_url", "debug_tools",
     "kubeadm_template", "kubernetes_apiserver_port",
-    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "pypy_http_source",
-    "python_path",
+    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "python_path",
 })
 
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
