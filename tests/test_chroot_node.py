@@ -115,9 +115,12 @@ def releases(tmp_path_factory) -> Iterator[StandInReleases]:
 
 
 def node_vars(checkout, tmp_path: Path, overrides: dict[str, str]) -> dict[str, str]:
-    """What node.json's ansible provisioner hands the playbook for ubuntu-2404."""
+    """What node.json's ansible provisioner hands the playbook for ubuntu-2404; disk
+    packing off unless asked for (a chroot's / is this machine's file system: zero-filling
+    it would fill this machine's disk; test_chroot_os_paths packs a loop-mounted one)."""
     user_file = write_json(tmp_path / "user-vars.json",
-                           {**overrides, "ansible_user_vars": USER_VARS})
+                           {"enable_disk_packing": "false", **overrides,
+                            "ansible_user_vars": USER_VARS})
     knobs = Knobs.from_env({"PACKER_VAR_FILES": str(user_file)})
     target = parse_target("node-ova-local-ubuntu-2404", checkout.os_names())
     plan = plan_build(checkout, target, knobs, "build")

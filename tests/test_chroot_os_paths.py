@@ -7,6 +7,8 @@ the dnf/tdnf package excludes, RHEL's transparent huge pages setting."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -143,3 +145,129 @@ def test_redhat_transparent_huge_pages_madvise(os_root, tmp_path):
     assert 'GRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet transparent_hugepage=madvise"' \
         in grub.read_text().splitlines()
     assert "grubby --update-kernel=ALL --args=transparent_hugepage=madvise" in calls(root)
+
+
+# --- the guestinfo datasource for a cloud-init older than 21.3 (RHEL family) ---
+
+#: Stands in for cloud-init-vmware-guestinfo's install.sh: records the variables the
+#: role must pass it, where the test can read them.
+GUESTINFO_INSTALL = """#!/bin/sh
+mkdir -p /var/lib/imagebuilder-standin
+printf 'REPO_SLUG=%s\\nGIT_REF=%s\\n' "$REPO_SLUG" "$GIT_REF" > /var/lib/imagebuilder-standin/guestinfo.env
+"""
+
+
+@pytest.fixture()
+def guestinfo_served(tmp_path) -> Iterator[tuple[str, list[str]]]:
+    """The stand-in install.sh served on 127.0.0.1 under upstream's <slug>/<ref>/ layout;
+    yields the slug URL and the list of paths requested."""
+    import functools
+    import http.server
+    import threading
+
+    site = tmp_path / "site"
+    (site / "vmware/guestinfo/v9.9.9").mkdir(parents=True)
+    (site / "vmware/guestinfo/v9.9.9/install.sh").write_text(GUESTINFO_INSTALL)
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/vmware/guestinfo", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _cloud_init_rpm(root: Path, version: str) -> None:
+    """The stand-in rpm reports cloud-init ``version`` when queried for it."""
+    _standin(root, "rpm", "\\n".join(RPMS) + "\\n")
+    tool = root / "usr/local/bin/rpm"
+    tool.write_text(tool.read_text().replace(
+        "printf", f"case \"$*\" in *' cloud-init') printf '{version}'; exit 0;; esac\nprintf", 1))
+
+
+@pytest.mark.parametrize("version", ["20.3", "23.4"])
+def test_redhat_guestinfo_datasource_only_for_old_cloud_init(os_root, tmp_path, guestinfo_served,
+                                                             version):
+    root = os_root
+    slug, requested = guestinfo_served
+    record = root / "var/lib/imagebuilder-standin/guestinfo.env"
+    record.unlink(missing_ok=True)
+    _cloud_init_rpm(root, version)
+    try:
+        extra = {"guestinfo_datasource_slug": slug, "guestinfo_datasource_ref": "v9.9.9",
+                 "guestinfo_datasource_script": f"{slug}/v9.9.9/install.sh"}
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(
+            "- hosts: all\n  gather_facts: false\n  become: true\n"
+            f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n  tasks:\n"
+            + "".join(f"    - name: providers {name}\n      ansible.builtin.include_role:\n"
+                      f"        name: providers\n        tasks_from: {name}\n"
+                      for name in ("guestinfo", "cloud_init")))
+        run = run_playbook(playbook, root, {"ib_os": "redhat", **extra}, tmp_path)
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    finally:
+        _standin(root, "rpm", "\\n".join(RPMS) + "\\n")
+    pinned = (root / "etc/cloud/cloud.cfg.d/99_vmware-datasource.cfg").read_text()
+    if version == "20.3":
+        assert requested == ["/vmware/guestinfo/v9.9.9/install.sh"]
+        assert record.read_text().splitlines() == [f"REPO_SLUG={slug}", "GIT_REF=v9.9.9"]
+        assert not (root / "tmp/cloud-init-vmware.sh").exists()
+        assert 'datasource_list: ["VMwareGuestInfo"]' in pinned
+    else:
+        assert requested == []
+        assert not record.exists()
+        assert 'datasource_list: ["VMware"]' in pinned
+
+
+# --- enable_disk_packing: zeros over the free space (upstream's optimize-disk.sh) ---
+
+MARKER = b"IMAGEBUILDER-DELETED-DATA-"
+
+
+@pytest.fixture()
+def small_disk(os_root, tmp_path) -> Iterator[tuple[Path, str]]:
+    """A 32 MiB ext4 file system loop-mounted in the chroot, holding the blocks of a
+    deleted 8 MiB file full of MARKER (what an install leaves on a disk)."""
+    image = tmp_path / "disk.img"
+    with image.open("wb") as out:
+        out.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-E", "nodiscard", str(image)], check=True)
+    inside = "/mnt/imagebuilder-packing"
+    mnt = os_root / inside.lstrip("/")
+    mnt.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "loop,nodiscard", str(image), str(mnt)], check=True)
+    try:
+        (mnt / "deleted.bin").write_bytes(MARKER * ((8 << 20) // len(MARKER)))
+        os.sync()
+        (mnt / "deleted.bin").unlink()
+        os.sync()
+        yield image, inside
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, enabled):
+    image, inside = small_disk
+    extra = {"enable_disk_packing": enabled, "sysprep_disk_packing_paths": [inside, "/nonexistent"]}
+    run = run_role(os_root, tmp_path, "debian", "sysprep", "disk_packing", extra)
+    subprocess.run(["umount", str(os_root / inside.lstrip("/"))], check=True)
+    data = image.read_bytes()
+    recap = run.stdout.splitlines()[-2]
+    if enabled == "true":
+        assert "changed=1" in recap
+        assert MARKER not in data
+    else:
+        assert "changed=0" in recap
+        assert data.count(MARKER) > 1000  # the deleted file's blocks are still there

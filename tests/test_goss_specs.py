@@ -323,6 +323,7 @@ UNCHECKED = {
         ("security", "download", "{{ security_falco_tmp.path }}/falco.tar.gz"),
         ("setup", "file", "{{ node_ansible_tmpdir }}"),
         ("setup", "template", "/etc/apt/apt.conf.d/90imagebuilder-proxy"),
+        ("providers", "get_url", "/tmp/cloud-init-vmware.sh"),  # run, then removed
     ],
     "the generic roles: their callers' destinations are listed": [
         ("download", "get_url", "{{ download_dest }}"),

@@ -2,8 +2,9 @@
 """Ansible module: fetch one object from S3-compatible storage.
 
 Standard library only (no boto3 on the node, nothing to install and purge):
-a path-style GET signed with AWS Signature Version 4, which AWS S3, Ceph RGW
-and MinIO all accept. The keys are module arguments marked no_log, so Ansible
+a GET signed with AWS Signature Version 4, addressed as upstream's
+amazon.aws.s3_object (boto3) addresses it; see ``object_url``. The keys are
+module arguments marked no_log, so Ansible
 censors them in every result and log line; error messages carry the HTTP
 status and S3's error code, never the response body (S3 echoes the access
 key in some error bodies).
@@ -25,9 +26,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: imagebuilder_s3_get
-short_description: Fetch one object from S3-compatible storage (path-style, SigV4)
+short_description: Fetch one object from S3-compatible storage (SigV4)
 options:
-  endpoint: {description: "URL of the S3 endpoint, e.g. https://s3.example.com", required: true, type: str}
+  endpoint: {description: "URL of the S3 endpoint, e.g. https://s3.example.com; empty for AWS S3 in region", type: str, default: ""}
+  ceph: {description: "Ceph RGW (amazon.aws.s3_object's ceph): an endpoint is then required", type: bool, default: false}
   bucket: {description: Bucket name, required: true, type: str}
   object: {description: Object key, required: true, type: str}
   dest: {description: File to write, or a directory to write the object's base name into, required: true, type: path}
@@ -69,10 +71,38 @@ def signed_headers(url: str, access_key: str, secret_key: str, region: str,
     return headers
 
 
-def object_url(endpoint: str, bucket: str, key: str) -> str:
-    """Path-style URL of an object: <endpoint>/<bucket>/<key>, each part URI-encoded."""
-    base = endpoint.rstrip("/")
-    return f"{base}/{urllib.parse.quote(bucket, safe='')}/{urllib.parse.quote(key, safe='/~')}"
+#: A bucket name usable as one DNS label of a virtual-hosted HTTPS URL (no dots:
+#: those break the TLS wildcard certificate, and so no IP address either).
+_VIRTUAL_HOSTABLE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def object_url(endpoint: str, bucket: str, key: str, region: str = "us-east-1",
+               ceph: bool = False) -> str:
+    """URL of an object, addressed as amazon.aws.s3_object (boto3) addresses it.
+
+    - An endpoint given (Ceph RGW, MinIO, any S3-compatible server, or an AWS
+      endpoint named explicitly): path-style, ``<endpoint>/<bucket>/<key>``.
+      botocore forces path-style for every custom ``endpoint_url`` unless told
+      ``addressing_style: virtual``, which s3_object never does, with or without
+      ``ceph``.
+    - No endpoint: AWS S3 in ``region`` (``s3.<region>.amazonaws.com``; for
+      us-east-1 the global ``s3.amazonaws.com``), virtual-hosted
+      (``https://<bucket>.<host>/<key>``) for DNS-compatible bucket names,
+      path-style for the rest (dots, capitals, fewer than 3 characters), as
+      botocore's endpoint rules do.
+    - ``ceph`` without an endpoint: ValueError, as s3_object's
+      ``required_if: ceph -> endpoint_url``.
+    """
+    quoted_key = urllib.parse.quote(key, safe="/~")
+    if endpoint:
+        base = endpoint.rstrip("/")
+        return f"{base}/{urllib.parse.quote(bucket, safe='')}/{quoted_key}"
+    if ceph:
+        raise ValueError("ceph is true but no endpoint is given (Ceph RGW has no default endpoint)")
+    aws = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
+    if _VIRTUAL_HOSTABLE.match(bucket):
+        return f"https://{bucket}.{aws}/{quoted_key}"
+    return f"https://{aws}/{urllib.parse.quote(bucket, safe='')}/{quoted_key}"
 
 
 def _error_code(body: bytes) -> str:
@@ -83,7 +113,8 @@ def _error_code(body: bytes) -> str:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "endpoint": {"type": "str", "required": True},
+            "endpoint": {"type": "str", "default": ""},
+            "ceph": {"type": "bool", "default": False},
             "bucket": {"type": "str", "required": True},
             "object": {"type": "str", "required": True},
             "dest": {"type": "path", "required": True},
@@ -95,7 +126,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    if not p["endpoint"].startswith(("http://", "https://")):
+    if p["endpoint"] and not p["endpoint"].startswith(("http://", "https://")):
         module.fail_json(msg=f"endpoint must be an http:// or https:// URL (is {p['endpoint']!r})",
                          reason="bad endpoint")
     if bool(p["access_key"]) != bool(p["secret_key"]):
@@ -104,9 +135,12 @@ def main() -> None:
     dest = p["dest"]
     if os.path.isdir(dest):
         dest = os.path.join(dest, os.path.basename(p["object"]))
+    try:
+        url = object_url(p["endpoint"], p["bucket"], p["object"], p["region"], p["ceph"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc), reason="ceph needs an endpoint")
     if module.check_mode:
-        module.exit_json(changed=True, dest=dest)
-    url = object_url(p["endpoint"], p["bucket"], p["object"])
+        module.exit_json(changed=True, dest=dest, url=url)
     headers = signed_headers(url, p["access_key"], p["secret_key"], p["region"],
                              datetime.datetime.now(datetime.timezone.utc))
     digest = hashlib.sha256()
