@@ -260,7 +260,8 @@ def small_disk(os_root, tmp_path) -> Iterator[tuple[Path, str]]:
 @pytest.mark.parametrize("enabled", ["true", "false"])
 def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, enabled):
     image, inside = small_disk
-    extra = {"enable_disk_packing": enabled, "sysprep_disk_packing_paths": [inside, "/nonexistent"]}
+    extra = {"enable_disk_packing": enabled,
+             "sysprep_disk_packing_paths": [inside, "/", "/nonexistent"]}
     run = run_role(os_root, tmp_path, "debian", "sysprep", "disk_packing", extra)
     subprocess.run(["umount", str(os_root / inside.lstrip("/"))], check=True)
     data = image.read_bytes()
@@ -268,6 +269,7 @@ def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, e
     if enabled == "true":
         assert "changed=1" in recap
         assert MARKER not in data
+        assert "skipped /: the host's file system (chroot)" in run.stdout  # never filled
     else:
         assert "changed=0" in recap
         assert data.count(MARKER) > 1000  # the deleted file's blocks are still there
