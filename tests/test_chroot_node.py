@@ -52,9 +52,13 @@ USER_VARS = "kubelet_extra_args=--node-labels=imagebuilder.test/chroot=yes"
 CUSTOM_USER = "capv-build"
 #: containerd_additional_settings of the customized run, before base64.
 EXTRA_TOML = '[debug]\n  level = "debug"\n\n[metrics]\n  address = "127.0.0.1:1338"\n'
+#: python_path of the customized run: what node.yml's tasks must see as PYTHONPATH.
+PROBE_PYTHONPATH = "/opt/imagebuilder-probe/site-packages"
 PROBE_ROLE = """\
-- name: Record the TMPDIR the play's tasks see
-  ansible.builtin.shell: printf '%s' "${TMPDIR:-unset}" > /root/imagebuilder-probe-tmpdir
+- name: Record the TMPDIR and PYTHONPATH the play's tasks see
+  ansible.builtin.shell: |
+    printf '%s' "${TMPDIR:-unset}" > /root/imagebuilder-probe-tmpdir
+    printf '%s' "${PYTHONPATH-unset}" > /root/imagebuilder-probe-pythonpath
   changed_when: true
 """
 
@@ -172,6 +176,7 @@ def customized(custom_root, releases, proxy, tmp_path_factory) -> Path:
         "http_proxy": proxy.url, "https_proxy": proxy.url, "no_proxy": "127.0.0.1,localhost",
         "pip_conf_file": str(tmp / "pip.conf"),
         "node_custom_roles_post": "imagebuilder_probe",
+        "python_path": PROBE_PYTHONPATH,
         # a Packer variable: it reaches sysprep through the template's carriers
         "ssh_username": CUSTOM_USER,
     }
@@ -440,6 +445,7 @@ def test_node_customized(customized):
                     "/var/lib/containerd/"):
         assert f"-w {watched} -p rwxa -k containerd" in rules
     assert (root / "root/imagebuilder-probe-tmpdir").read_text() == "/var/tmp/imagebuilder-node"
+    assert (root / "root/imagebuilder-probe-pythonpath").read_text() == PROBE_PYTHONPATH
     assert (root / "etc/pip.conf").read_text().startswith("[global]")
 
 

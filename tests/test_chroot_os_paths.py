@@ -143,3 +143,57 @@ def test_redhat_transparent_huge_pages_madvise(os_root, tmp_path):
     assert 'GRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet transparent_hugepage=madvise"' \
         in grub.read_text().splitlines()
     assert "grubby --update-kernel=ALL --args=transparent_hugepage=madvise" in calls(root)
+
+
+def test_python_path_is_pythonpath_only_when_set(os_root, tmp_path):
+    """node.yml's environment (ib_node_env) exports python_path as PYTHONPATH, as
+    upstream's node.yml does; empty, it exports no PYTHONPATH at all."""
+    root = os_root
+    playbook = tmp_path / "env.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  environment: \"{{ ib_node_env }}\"\n"
+        "  tasks:\n    - name: Record PYTHONPATH\n"
+        "      ansible.builtin.shell: printf '%s' \"${PYTHONPATH-unset}\" > /root/pythonpath\n"
+        "      changed_when: true\n")
+    for value, seen in (("/opt/bin/builder-env/site-packages", "/opt/bin/builder-env/site-packages"),
+                        ("", "unset")):
+        run = run_playbook(playbook, root, {"python_path": value}, tmp_path)
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert (root / "root/pythonpath").read_text() == seen
+
+
+#: A stand-in kubeadm: records its arguments and the --config file it was handed.
+KUBEADM = """#!/bin/sh
+echo "kubeadm $*" >> /root/standin-calls
+cp /etc/kubeadm.yml /root/kubeadm-config-seen
+"""
+
+
+@pytest.mark.parametrize("os_family", ["debian", "flatcar"])
+def test_kubeadm_template_configures_the_image_pull(os_root, tmp_path, os_family):
+    """kubeadm_template is rendered to /etc/kubeadm.yml and the pull reads it
+    (--config), as upstream's kubeadmpull.yml; only Flatcar keeps the file."""
+    root = os_root
+    bindir = root / "opt/standin-kubeadm"
+    bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "kubeadm").write_text(KUBEADM)
+    (bindir / "kubeadm").chmod(0o755)
+    (root / CALLS).unlink(missing_ok=True)
+    base = {"ib_live": "true", "kubernetes_bin_dir": "/opt/standin-kubeadm",
+            "kubernetes_semver": "v1.37.1", "kubernetes_container_registry": "registry.example:5000"}
+    run_role(root, tmp_path, os_family, "kubernetes", "kubeadm_pull", base)
+    assert calls(root) == ["kubeadm config images pull --config /etc/kubeadm.yml "
+                           "--cri-socket unix:///var/run/containerd/containerd.sock"]
+    seen = (root / "root/kubeadm-config-seen").read_text()
+    assert "apiVersion: kubeadm.k8s.io/v1beta4" in seen
+    assert "kubernetesVersion: v1.37.1" in seen and "imageRepository: registry.example:5000\n" in seen
+    assert (root / "etc/kubeadm.yml").exists() == (os_family == "flatcar")
+
+    custom = tmp_path / "kubeadm-custom.yml"  # an absolute path, outside the role
+    custom.write_text("kind: ClusterConfiguration\nkubernetesVersion: {{ kubernetes_semver }}-custom\n")
+    run_role(root, tmp_path, os_family, "kubernetes", "kubeadm_pull",
+             {**base, "kubeadm_template": str(custom)})
+    assert (root / "root/kubeadm-config-seen").read_text() == \
+        "kind: ClusterConfiguration\nkubernetesVersion: v1.37.1-custom\n"

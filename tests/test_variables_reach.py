@@ -27,11 +27,9 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 #: (issue 9, content parity) on other branches. The lead empties this at merge;
 #: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
 AWAITING_ROLES = frozenset({
-    "additional_s3_ceph", "build_target", "containerd_service_url", "debug_tools",
+    "additional_s3_ceph", "build_target", "containerd_service_url",
     "enable_disk_packing", "guestinfo_datasource_ref", "guestinfo_datasource_script",
-    "guestinfo_datasource_slug", "kubeadm_template", "kubernetes_apiserver_port",
-    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "pypy_http_source",
-    "python_path",
+    "guestinfo_datasource_slug", "kubernetes_load_additional_imgs", "pypy_http_source",
 })
 
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
