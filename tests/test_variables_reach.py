@@ -27,7 +27,7 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 #: (issue 9, content parity) on other branches. The lead empties this at merge;
 #: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
 AWAITING_ROLES = frozenset({
-    "additional_s3_ceph", "containerd_service_url",
+    "additional_s3_ceph",
     "enable_disk_packing", "guestinfo_datasource_ref", "guestinfo_datasource_script",
     "guestinfo_datasource_slug", "kubernetes_load_additional_imgs", "pypy_http_source",
 })
