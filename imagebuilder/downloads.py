@@ -154,9 +154,42 @@ def resolve(values: dict[str, str], origin: Callable[[str], str],
         if not given:
             value = checksum[len("sha256:"):]
             out[comp.checksum_var] = comp.checksum_prefix + value
+    unit = _containerd_service(values, origin, user_set)
+    if isinstance(unit, Download):
+        downloads.append(unit)
+    elif unit:
+        problems.append(unit)
     downloads += _kubernetes(values, arch)
     problems += _kubernetes_problems(values, origin)
     return Resolution(downloads, out, problems)
+
+
+def containerd_service_release_url(version: str) -> str:
+    """containerd's own unit at the version's tag: upstream's containerd_service_url default."""
+    return f"https://raw.githubusercontent.com/containerd/containerd/refs/tags/v{version}/containerd.service"
+
+
+def _containerd_service(values: dict[str, str], origin: Callable[[str], str],
+                        user_set: Callable[[str], bool]) -> Download | str | None:
+    """containerd_service_url: containerd's own unit for the version (or empty) is the
+    one the containerd role writes itself; any other URL is downloaded, and needs
+    containerd_service_sha256 (upstream has no checksum for it)."""
+    version = values.get("containerd_version", "").strip()
+    url = values.get("containerd_service_url", "").strip()
+    if not url or url == containerd_service_release_url(version):
+        return None
+    given = values.get("containerd_service_sha256", "").strip()
+    if not given:
+        where = origin("containerd_service_url") if user_set("containerd_service_url") else "node.json"
+        return (f"{where}: containerd_service_url: {url} is not containerd's unit for "
+                f"{version} and imagebuilder knows no checksum for it; set "
+                "containerd_service_sha256 (the sha256, or the URL of a checksum file)")
+    checksum = _given_checksum(given)
+    if not _checksum_ok(checksum):
+        return (f"{origin('containerd_service_sha256')}: containerd_service_sha256: {given!r} is "
+                "neither a sha256 digest (64 hex digits) nor the URL of a checksum file")
+    return Download("containerd.service", version, url, checksum,
+                    f"containerd_service_sha256 from {origin('containerd_service_sha256')}")
 
 
 def _kubernetes_problems(values: dict[str, str], origin: Callable[[str], str]) -> list[str]:

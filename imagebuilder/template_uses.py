@@ -16,11 +16,18 @@ _USER = re.compile(r"user\s+`([^`]+)`")
 _USER_TAG = re.compile(r"\{\{\s*user\s+`([^`]+)`\s*\}\}")
 
 #: Names upstream image-builder's shared config files carry that configure
-#: other platforms only: accepted, with a one-line warning, never silently.
+#: other platforms only (or nothing at all): accepted, with a one-line warning
+#: when a user's var file or flag sets them, never silently.
 NO_EFFECT_HERE = {
     "amazon_ssm_agent_rpm": "AWS only (the SSM agent of Amazon Linux AMIs)",
     "boot_command": "upstream's Windows OVA boot keys; Linux OVA builds type "
                     "boot_command_prefix, boot_media_path and boot_command_suffix",
+    "debug_tools": "upstream reads it only for Windows images and Azure's CLI "
+                   "(providers role, Azure builds)",
+    "kubernetes_apiserver_port": "upstream reads it only in Azure Linux's firewall task; "
+                                 "the API server port is kubeadm's setting at cluster creation",
+    "kubernetes_rpm_repo_arch": "declared in upstream's kubernetes.json but read by nothing "
+                                "there either; kubernetes_rpm_repo names the repository",
 }
 
 

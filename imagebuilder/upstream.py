@@ -107,12 +107,16 @@ def stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
 
 def no_effect_warnings(checkout: Checkout, target: Target, merged: MergedVars,
                        user_files: list[str]) -> list[str]:
-    """One line per kind of accepted-but-ineffective setting, never silence."""
+    """One line per kind of accepted-but-ineffective setting, never silence.
+
+    A no-effect name warns when a user's var file or ``-var`` sets it: the
+    checkout's own config files carry upstream's values for every build."""
     warnings = []
     set_here = {k: o for k, o in merged.origin.items() if o != TEMPLATE_DEFAULTS}
+    by_user = {k: o for k, o in set_here.items() if o in user_files or o == "PACKER_FLAGS -var"}
     for name, why in NO_EFFECT_HERE.items():
-        if name in set_here and merged.get(name):
-            warnings.append(f"{set_here[name]}: {name}: has no effect on OVA builds: {why}")
+        if name in by_user and merged.get(name):
+            warnings.append(f"{by_user[name]}: {name}: has no effect on OVA builds: {why}")
     # Builder settings of other builders (http_ip on vmware-iso, which Packer 1.6.6 lacks;
     # remote_* on vSphere targets). Site files (vsphere.json, vmx.json) are layered for
     # every target by many users, and base builds skip the playbooks by design: not listed.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import hashlib
 import json
 import os
 import subprocess
@@ -51,10 +52,18 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 USER_VARS = "kubelet_extra_args=--node-labels=imagebuilder.test/chroot=yes"
 CUSTOM_USER = "capv-build"
 #: containerd_additional_settings of the customized run, before base64.
+#: The containerd.service the customized run downloads (containerd_service_url).
+CUSTOM_UNIT = ("# a containerd.service of the user's\n[Unit]\nDescription=containerd (custom unit)\n"
+               "[Service]\nExecStart=/usr/local/bin/containerd --log-level warn\n"
+               "[Install]\nWantedBy=multi-user.target\n")
 EXTRA_TOML = '[debug]\n  level = "debug"\n\n[metrics]\n  address = "127.0.0.1:1338"\n'
+#: python_path of the customized run: what node.yml's tasks must see as PYTHONPATH.
+PROBE_PYTHONPATH = "/opt/imagebuilder-probe/site-packages"
 PROBE_ROLE = """\
-- name: Record the TMPDIR the play's tasks see
-  ansible.builtin.shell: printf '%s' "${TMPDIR:-unset}" > /root/imagebuilder-probe-tmpdir
+- name: Record the TMPDIR and PYTHONPATH the play's tasks see
+  ansible.builtin.shell: |
+    printf '%s' "${TMPDIR:-unset}" > /root/imagebuilder-probe-tmpdir
+    printf '%s' "${PYTHONPATH-unset}" > /root/imagebuilder-probe-pythonpath
   changed_when: true
 """
 
@@ -169,12 +178,18 @@ def customized(custom_root, releases, proxy, tmp_path_factory) -> Path:
     (tmp / "roles/imagebuilder_probe/tasks").mkdir(parents=True)
     (tmp / "roles/imagebuilder_probe/tasks/main.yml").write_text(PROBE_ROLE)
     (tmp / "pip.conf").write_text("[global]\nindex-url = https://pypi.example.invalid/simple\n")
+    unit = releases.root / "units/containerd.service"
+    unit.parent.mkdir(exist_ok=True)
+    unit.write_text(CUSTOM_UNIT)
     through_packer = {  # declared in node.json and passed by ansible-args.json
         **releases.packer_vars(),
+        "containerd_service_url": f"{releases.url}/units/containerd.service",
+        "containerd_service_sha256": hashlib.sha256(CUSTOM_UNIT.encode()).hexdigest(),
         "containerd_additional_settings": base64.b64encode(EXTRA_TOML.encode()).decode(),
         "http_proxy": proxy.url, "https_proxy": proxy.url, "no_proxy": "127.0.0.1,localhost",
         "pip_conf_file": str(tmp / "pip.conf"),
         "node_custom_roles_post": "imagebuilder_probe",
+        "python_path": PROBE_PYTHONPATH,
         # a Packer variable: it reaches sysprep through the template's carriers
         "ssh_username": CUSTOM_USER,
     }
@@ -216,6 +231,7 @@ def test_binaries_where_the_units_expect_them(provisioned):
     kubelet_unit = (root / "usr/lib/systemd/system/kubelet.service").read_text()
     dropin = (root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
     assert "ExecStart=/usr/local/bin/containerd\n" in containerd_unit
+    assert "Written by imagebuilder's containerd role" in containerd_unit  # the default URL: ours
     assert "ExecStart=/usr/bin/kubelet\n" in kubelet_unit
     assert "ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS" in dropin
     for path, version in (("usr/local/bin/containerd", "v2.4.1"), ("usr/local/sbin/runc", "1.5.1"),
@@ -304,6 +320,21 @@ def test_checksum_mismatch_fails_with_a_clear_message(debian_root, releases, tmp
     assert "0" * 64 in run.stdout
 
 
+def test_containerd_service_url_without_checksum_is_refused(debian_root, releases, tmp_path):
+    """A unit from a URL of the user's is a download like any other: no checksum, no install."""
+    variables = {**releases.packer_vars(),
+                 "containerd_service_url": f"{releases.url}/units/other.service"}
+    playbook = tmp_path / "containerd.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  roles: [containerd]\n")
+    run = run_playbook(playbook, debian_root, variables, tmp_path)
+    assert run.returncode != 0
+    assert "containerd_service_url/containerd_service_sha256: a URL and a checksum are both " \
+        "required" in run.stdout, run.stdout[-4000:]
+
+
 def containerd_config(root: Path) -> tuple[str, dict]:
     text = (root / "etc/containerd/config.toml").read_text()
     return text, tomllib.loads(text)
@@ -344,6 +375,9 @@ def test_containerd_customized(customized, releases):
     assert runtimes["slight"] == {"runtime_type": "io.containerd.slight.v1"}
     limit = (root / "etc/systemd/system/containerd.service.d/limit-nofile.conf").read_text()
     assert "LimitNOFILE=1048576" in limit
+    # containerd_service_url: the unit it names, checked, instead of the role's own
+    assert (root / "usr/lib/systemd/system/containerd.service").read_text() == CUSTOM_UNIT
+    assert systemd_enabled(root, "containerd.service")
     for path, version in (("usr/bin/runsc", "20260101"),
                           ("usr/bin/containerd-shim-runsc-v1", "20260101"),
                           ("usr/bin/containerd-shim-spin-v2", "v0.11.1"),
@@ -443,6 +477,7 @@ def test_node_customized(customized):
                     "/var/lib/containerd/"):
         assert f"-w {watched} -p rwxa -k containerd" in rules
     assert (root / "root/imagebuilder-probe-tmpdir").read_text() == "/var/tmp/imagebuilder-node"
+    assert (root / "root/imagebuilder-probe-pythonpath").read_text() == PROBE_PYTHONPATH
     assert (root / "etc/pip.conf").read_text().startswith("[global]")
 
 

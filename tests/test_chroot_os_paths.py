@@ -7,12 +7,14 @@ the dnf/tdnf package excludes, RHEL's transparent huge pages setting."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 from support import REPO
 from test_chroot_node import run_playbook
 from test_chroot_support import (
@@ -273,3 +275,109 @@ def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, e
     else:
         assert "changed=0" in recap
         assert data.count(MARKER) > 1000  # the deleted file's blocks are still there
+def test_python_path_is_pythonpath_only_when_set(os_root, tmp_path):
+    """node.yml's environment (ib_node_env) exports python_path as PYTHONPATH, as
+    upstream's node.yml does; empty, it exports no PYTHONPATH at all."""
+    root = os_root
+    playbook = tmp_path / "env.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  environment: \"{{ ib_node_env }}\"\n"
+        "  tasks:\n    - name: Record PYTHONPATH\n"
+        "      ansible.builtin.shell: printf '%s' \"${PYTHONPATH-unset}\" > /root/pythonpath\n"
+        "      changed_when: true\n")
+    for value, seen in (("/opt/bin/builder-env/site-packages", "/opt/bin/builder-env/site-packages"),
+                        ("", "unset")):
+        run = run_playbook(playbook, root, {"python_path": value}, tmp_path)
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert (root / "root/pythonpath").read_text() == seen
+
+
+#: A stand-in kubeadm: records its arguments and the --config file it was handed.
+KUBEADM = """#!/bin/sh
+echo "kubeadm $*" >> /root/standin-calls
+cp /etc/kubeadm.yml /root/kubeadm-config-seen
+"""
+
+
+@pytest.mark.parametrize("os_family", ["debian", "flatcar"])
+def test_kubeadm_template_configures_the_image_pull(os_root, tmp_path, os_family):
+    """kubeadm_template is rendered to /etc/kubeadm.yml and the pull reads it
+    (--config), as upstream's kubeadmpull.yml; only Flatcar keeps the file."""
+    root = os_root
+    bindir = root / "opt/standin-kubeadm"
+    bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "kubeadm").write_text(KUBEADM)
+    (bindir / "kubeadm").chmod(0o755)
+    (root / CALLS).unlink(missing_ok=True)
+    base = {"ib_live": "true", "kubernetes_bin_dir": "/opt/standin-kubeadm",
+            "kubernetes_semver": "v1.37.1", "kubernetes_container_registry": "registry.example:5000"}
+    run_role(root, tmp_path, os_family, "kubernetes", "kubeadm_pull", base)
+    assert calls(root) == ["kubeadm config images pull --config /etc/kubeadm.yml "
+                           "--cri-socket unix:///var/run/containerd/containerd.sock"]
+    seen = (root / "root/kubeadm-config-seen").read_text()
+    assert "apiVersion: kubeadm.k8s.io/v1beta4" in seen
+    assert "kubernetesVersion: v1.37.1" in seen and "imageRepository: registry.example:5000\n" in seen
+    assert (root / "etc/kubeadm.yml").exists() == (os_family == "flatcar")
+
+    custom = tmp_path / "kubeadm-custom.yml"  # an absolute path, outside the role
+    custom.write_text("kind: ClusterConfiguration\nkubernetesVersion: {{ kubernetes_semver }}-custom\n")
+    run_role(root, tmp_path, os_family, "kubernetes", "kubeadm_pull",
+             {**base, "kubeadm_template": str(custom)})
+    assert (root / "root/kubeadm-config-seen").read_text() == \
+        "kind: ClusterConfiguration\nkubernetesVersion: v1.37.1-custom\n"
+
+
+@pytest.mark.parametrize("target, added", [("virt", ["open-vm-tools"]), ("raw", [])])
+def test_build_target_packages_on_photon(os_root, tmp_path, target, added):
+    """build_target adds upstream's common_<target>_photon_rpms to the node packages."""
+    root = os_root
+    (root / CALLS).unlink(missing_ok=True)
+    run_role(root, tmp_path, "photon", "node", "packages", {"build_target": target})
+    [install] = [c for c in calls(root) if c.startswith("tdnf install -y ")]
+    assert install.split()[3:] == PHOTON_BASELINE + added
+
+
+#: node_packages.photon of the node role, in its order.
+PHOTON_BASELINE = yaml.safe_load(
+    (PLAYBOOKS / "roles/node/defaults/main.yml").read_text())["node_packages"]["photon"]
+
+
+@pytest.mark.parametrize("distribution, os_family, target, added", [
+    ("Ubuntu", "debian", "virt", ["linux-cloud-tools-virtual", "linux-tools-virtual", "open-vm-tools"]),
+    ("Ubuntu", "debian", "raw", ["linux-cloud-tools-generic", "linux-tools-generic"]),
+    ("Rocky", "redhat", "virt", ["open-vm-tools"]),
+    ("Rocky", "redhat", "raw", []),
+])
+def test_build_target_packages(os_root, tmp_path, distribution, os_family, target, added):
+    """The packages the role adds for build_target on Ubuntu and the RHEL family
+    (their installs run apt and dnf, which cannot be stood in for here)."""
+    root = os_root
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  tasks:\n    - name: The role's tasks\n"
+        "      ansible.builtin.include_role:\n        name: node\n"
+        "        tasks_from: target_packages\n"
+        "    - name: Record them\n      ansible.builtin.copy:\n"
+        "        content: \"{{ node_target_packages | to_json }}\"\n"
+        "        dest: /root/target-packages.json\n        mode: '0644'\n")
+    run = run_playbook(playbook, root, {"ib_os": os_family, "ansible_distribution": distribution,
+                                        "build_target": target}, tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert json.loads((root / "root/target-packages.json").read_text()) == added
+
+
+def test_build_target_unknown_is_refused(os_root, tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  become: true\n"
+        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+        "  tasks:\n    - name: The role's tasks\n"
+        "      ansible.builtin.include_role:\n        name: node\n"
+        "        tasks_from: target_packages\n")
+    run = run_playbook(playbook, os_root, {"ib_os": "debian", "build_target": "metal"}, tmp_path)
+    assert run.returncode != 0
+    assert "build_target must be one of virt, raw (is metal)" in run.stdout

@@ -118,3 +118,18 @@ def test_a_cni_mirror_uses_the_checksum_file_beside_it(checkout, tmp_path):
     cni = by_name(result)["cni"]
     assert cni.url == "https://mirror.corp/cni/v1.3.0/cni-plugins-linux-amd64-v1.3.0.tgz"
     assert cni.checksum == f"sha256:{cni.url}.sha256"
+
+
+def test_containerd_service_url_of_the_version_is_the_roles_own_unit(checkout, tmp_path):
+    """The default (containerd's unit at the version's tag) downloads nothing: the role
+    writes that unit itself. Another URL is a download, and needs its checksum."""
+    assert "containerd.service" not in by_name(plan(checkout, tmp_path, {"containerd_version": "2.3.2"}))
+    url = "https://mirror.corp/units/containerd.service"
+    [problem] = problems(checkout, tmp_path, {"containerd_service_url": url})
+    assert problem.endswith(f"containerd_service_url: {url} is not containerd's unit for 2.4.1 and "
+                            "imagebuilder knows no checksum for it; set containerd_service_sha256 "
+                            "(the sha256, or the URL of a checksum file)")
+    result = plan(checkout, tmp_path, {"containerd_service_url": url,
+                                       "containerd_service_sha256": "cd" * 32})
+    unit = by_name(result)["containerd.service"]
+    assert (unit.url, unit.checksum) == (url, "sha256:" + "cd" * 32)

@@ -249,6 +249,10 @@ COVERED = {
     ("containerd", "template", "/etc/containerd/config.toml"): "/etc/containerd/config.toml",
     ("containerd", "template", "/etc/crictl.yaml"): "/etc/crictl.yaml",
     ("containerd", "template", "{{ containerd_unit_dir }}/containerd.service"): "containerd",
+    # containerd_service_url's unit, and its ExecStart drop-in: the running service checks them
+    ("containerd", "download", "{{ containerd_unit_dir }}/containerd.service"): "containerd",
+    ("containerd", "copy", "/etc/systemd/system/containerd.service.d/10-imagebuilder-bin-dir.conf"):
+        "containerd",
     ("containerd", "unit", "containerd"): "containerd",
     ("containerd", "unarchive", "{{ containerd_bin_dir }}"): "/usr/local/bin/containerd",
     ("containerd", "unarchive", "{{ containerd_bin_dir | dirname }}"): "/usr/local/bin/containerd",
@@ -324,6 +328,8 @@ UNCHECKED = {
         ("setup", "file", "{{ node_ansible_tmpdir }}"),
         ("setup", "template", "/etc/apt/apt.conf.d/90imagebuilder-proxy"),
         ("providers", "get_url", "/tmp/cloud-init-vmware.sh"),  # run, then removed
+        # the pull's kubeadm configuration; only Flatcar keeps it, as upstream
+        ("kubernetes", "template", "/etc/kubeadm.yml"),
     ],
     "the generic roles: their callers' destinations are listed": [
         ("download", "get_url", "{{ download_dest }}"),

@@ -174,3 +174,13 @@ def test_missing_vmdk_converter_reported_before_start(checkout, standin, tmp_pat
     assert events(standin) == []
     base = run_cli("build", "node-ova-local-base-ubuntu-2204", "--dry-run", env_extra=env)
     assert base.returncode == 0  # base builds make no OVA
+
+
+def test_build_target_is_virt_or_raw(checkout, tmp_path):
+    """upstream's two build targets; anything else picks no package list."""
+    user = write_json(tmp_path / "target.json", {"build_target": "metal"})
+    problems = problems_of(checkout, "node-ova-local-ubuntu-2404", {"PACKER_VAR_FILES": str(user)})
+    assert f"{user}: build_target: 'metal' is not one of ['virt', 'raw']" in problems
+    user = write_json(tmp_path / "raw.json", {"build_target": "raw"})
+    target = parse_target("node-ova-local-ubuntu-2404", checkout.os_names())
+    plan_build(checkout, target, Knobs.from_env({"PACKER_VAR_FILES": str(user)}))  # accepted

@@ -27,9 +27,7 @@ from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 #: (issue 9, content parity) on other branches. The lead empties this at merge;
 #: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
 AWAITING_ROLES = frozenset({
-    "build_target", "containerd_service_url", "debug_tools",
-    "kubeadm_template", "kubernetes_apiserver_port",
-    "kubernetes_load_additional_imgs", "kubernetes_rpm_repo_arch", "python_path",
+    "kubernetes_load_additional_imgs",
 })
 
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
