@@ -21,6 +21,7 @@ from support import REPO
 from test_chroot_node import PLAYBOOKS, node_vars, run_playbook
 from test_chroot_support import (
     CTR_RECORD_DIR,
+    KUBERNETES_IMAGES,
     LocalS3,
     StandInReleases,
     as_installed_os,
@@ -73,7 +74,8 @@ def extras_run(releases, s3, tmp_path_factory):
         mount_proc(root)
         as_installed_os(root)
         packer = {k: v for k, v in extras.items() if k in PACKER_DECLARED}
-        packer |= {"node_custom_roles_pre": "gpu", "custom_role_names": "security multipathd"}
+        packer |= {"node_custom_roles_pre": "gpu", "custom_role_names": "security multipathd",
+                   "kubernetes_load_additional_imgs": "true"}
         variables = node_vars(Checkout(REPO), tmp, {**served.packer_vars(), **packer})
         variables |= {k: v for k, v in extras.items() if k not in PACKER_DECLARED}
         variables |= {"additional_s3": "true", "additional_s3_endpoint": s3.url,
@@ -140,10 +142,30 @@ def test_images_into_the_k8s_io_namespace(extras_run):
     assert f"{address} images pull registry.example/two:2.0" in calls
     imports = [c for c in calls if c.startswith(f"{address} images import --no-unpack /")]
     assert len(imports) == 2
-    imported = sorted(p.read_bytes() for p in (root / CTR_RECORD_DIR).glob("*.tar"))
+    imported = sorted((root / CTR_RECORD_DIR / Path(c.split()[-1]).name).read_bytes()
+                      for c in imports)
     assert imported == [b"another stand-in image archive\n", b"stand-in image archive\n"]
     for call in imports:  # the downloaded archives are gone
         assert not (root / call.split()[-1].lstrip("/")).exists()
+
+
+def test_release_images_loaded_with_the_additional_ones(extras_run, releases):
+    """kubernetes_load_additional_imgs: the "http" install imports pause, coredns and etcd
+    after the four control plane archives, each checked and then named as kubeadm
+    names it (the release's names carry the architecture)."""
+    root = extras_run[0]
+    version = releases[0].versions["kubernetes"]
+    calls = (root / CTR_RECORD_DIR / "ctr.calls").read_text().splitlines()
+    address = "--address=/var/run/containerd/containerd.sock --namespace=k8s.io"
+    imports = [c.split()[-1] for c in calls if c.startswith(f"{address} images import /")]
+    assert [Path(p).name for p in imports] == list(KUBERNETES_IMAGES)
+    for image in KUBERNETES_IMAGES:  # what was imported is what the release serves
+        served = releases[0].root / f"release/{version}/bin/linux/amd64/{image}"
+        assert (root / CTR_RECORD_DIR / image).read_bytes() == served.read_bytes()
+    assert not any((root / p.lstrip("/")).exists() for p in imports)  # removed after
+    tags = [c for c in calls if c.startswith(f"{address} images tag --force ")]
+    assert tags == [f"{address} images tag --force registry.k8s.io/{i[:-4]}-amd64:{version} "
+                    f"registry.k8s.io/{i[:-4]}:{version}" for i in KUBERNETES_IMAGES]
 
 
 def test_ecr_credential_provider(extras_run):

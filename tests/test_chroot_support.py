@@ -123,6 +123,12 @@ def _tar(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+#: The image archives a Kubernetes release (or a mirror of it) publishes beside its
+#: binaries: upstream's kubernetes_primary_imgs, then kubernetes_additional_imgs.
+KUBERNETES_IMAGES = ("kube-apiserver.tar", "kube-controller-manager.tar", "kube-scheduler.tar",
+                     "kube-proxy.tar", "pause.tar", "coredns.tar", "etcd.tar")
+
+
 class StandInReleases:
     """Stand-in release artifacts under ``root``, served on 127.0.0.1 while open."""
 
@@ -146,6 +152,13 @@ class StandInReleases:
         for name in ("kubeadm", "kubelet", "kubectl"):
             (bindir / name).write_bytes(_script(name, kubernetes))
             (bindir / f"{name}.sha256").write_text(sha256(bindir / name))  # dl.k8s.io style
+        for image in KUBERNETES_IMAGES:  # docker-archive layout, named as the release names them
+            stem = image.removesuffix(".tar")
+            manifest = [{"Config": "config.json", "Layers": [],
+                         "RepoTags": [f"registry.k8s.io/{stem}-{arch}:{kubernetes}"]}]
+            _tar(bindir / image, {"manifest.json": json.dumps(manifest).encode(),
+                                  "config.json": b"{}"})
+            (bindir / f"{image}.sha256").write_text(sha256(bindir / image))
         self.cni = _tar(root / f"cni/{cni}/cni-plugins-linux-{arch}-{cni}.tgz", {
             f"./{p}": _script(p, cni) for p in ("bridge", "host-local", "loopback", "portmap")})
 

@@ -199,6 +199,25 @@ def test_upstream_checks_for_an_ova_node(gossrender):
         assert path not in merged["file"]
 
 
+@pytest.mark.parametrize("load_additional", ["false", "true"])
+def test_http_installs_check_the_release_images(gossrender, load_additional):
+    """An "http" install loads the release's image archives instead of pulling: the
+    four control plane images under the names it gives them, and pause, coredns and
+    etcd only with kubernetes_load_additional_imgs."""
+    variables = goss_vars("ubuntu-2404", {"kubernetes_source_type": "http",
+                                          "kubernetes_load_additional_imgs": load_additional})
+    merged = merged_keys(render_all(gossrender, variables))
+    images = merged["command"]["/usr/local/bin/ctr --namespace=k8s.io images ls -q"]["stdout"]
+    version = variables["kubernetes_version"]
+    expected = [f"registry.k8s.io/{name}:{version}" for name in
+                ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
+    assert images == expected + (["/pause:", "/coredns:", "/etcd:"]
+                                 if load_additional == "true" else [])
+    flatcar = merged_keys(render_all(gossrender, goss_vars("flatcar")))  # "http", and pulls
+    assert goss_vars("flatcar")["pause_image"] in \
+        flatcar["command"]["/opt/bin/ctr --namespace=k8s.io images ls -q"]["stdout"]
+
+
 def test_optional_content_is_checked_when_on(gossrender):
     merged = merged_keys(render_all(gossrender, goss_vars("ubuntu-2404", ALL_ON)))
     files = merged["file"]
@@ -330,6 +349,8 @@ UNCHECKED = {
         ("providers", "get_url", "/tmp/cloud-init-vmware.sh"),  # run, then removed
         # the pull's kubeadm configuration; only Flatcar keeps it, as upstream
         ("kubernetes", "template", "/etc/kubeadm.yml"),
+        # the release's image archives, imported into containerd (checked there), then removed
+        ("kubernetes", "download", "{{ kubernetes_images_tmp.path }}/{{ item }}"),
     ],
     "the generic roles: their callers' destinations are listed": [
         ("download", "get_url", "{{ download_dest }}"),

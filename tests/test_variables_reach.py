@@ -23,13 +23,6 @@ from imagebuilder.checkout import COMMON_VAR_FILES, Checkout
 from imagebuilder.template_uses import NO_EFFECT_HERE, reach
 from imagebuilder.upstream import PLANNER_INPUTS, install_template_variables
 
-#: Variables passed to the playbooks whose consuming role tasks are being written
-#: (issue 9, content parity) on other branches. The lead empties this at merge;
-#: test_awaiting_roles_is_not_stale fails for an entry a role already reads.
-AWAITING_ROLES = frozenset({
-    "kubernetes_load_additional_imgs",
-})
-
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
 
 
@@ -116,14 +109,8 @@ def unconsumed() -> dict[str, str]:
 
 
 def test_every_declared_variable_has_an_effect():
-    missing = {k: v for k, v in unconsumed().items() if k not in AWAITING_ROLES}
+    missing = unconsumed()
     assert not missing, "\n".join(f"{k}: {v}" for k, v in sorted(missing.items()))
-
-
-def test_awaiting_roles_is_not_stale():
-    still = set(unconsumed())
-    stale = sorted(AWAITING_ROLES - still)
-    assert not stale, f"roles now read these; remove them from AWAITING_ROLES: {stale}"
 
 
 @pytest.mark.parametrize("name", sorted(NO_EFFECT_HERE))
