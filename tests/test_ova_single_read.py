@@ -12,7 +12,14 @@ import subprocess
 import tarfile
 
 import pytest
-from test_ova_support import MiB, assert_no_partial_files, make_vmdk, run_cli, write_manifest
+from test_ova_support import (
+    MiB,
+    assert_no_partial_files,
+    install_vdiskmanager,
+    make_vmdk,
+    run_cli,
+    write_manifest,
+)
 
 from imagebuilder.errors import BuildError
 from imagebuilder.ova import AssembleOptions, assemble_from_packer, plan_from_packer, verify_ova
@@ -196,6 +203,18 @@ def test_a_converted_disk_is_written_into_the_ova_in_one_read(local_build):
                            str(local_build / f"{STEM}.vmdk"), str(local_build / "x" / DISK0)],
                           capture_output=True, text=True)
     assert same.returncode == 0, same.stdout + same.stderr
+
+
+def test_a_disk_vmware_converted_is_read_back(local_build, monkeypatch, tmp_path):
+    """vmware-vdiskmanager's copy comes without a digest: the OVA is read back."""
+    tools = install_vdiskmanager(tmp_path / "tools")
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setenv("VDISK_RECORD", str(tmp_path / "vdisk.json"))
+    passes = Passes()
+    result = assemble_from_packer(local_build, progress=passes)
+    assert (tmp_path / "vdisk.json").exists()
+    assert [label for label, _ in passes.passes] == ["writing", "verifying"]
+    assert result.sha256 == sha256(result.ova)
 
 
 def test_a_converted_disk_damaged_before_the_copy_removes_the_ova(local_build, monkeypatch):
