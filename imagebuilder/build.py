@@ -65,7 +65,7 @@ def missing_tools(plans: list[BuildPlan]) -> list[str]:
     # (vSphere exports are streamOptimized already, and ovftool converts by itself).
     if any(p.exports and not p.target.hypervisor.vsphere and not p.knobs.ovftool
            for p in building):
-        from .ova.vmdk import MISSING_CONVERTER, find_converter
+        from .ova.convert import MISSING_CONVERTER, find_converter
         if find_converter() is None:
             missing.append(MISSING_CONVERTER)
     if any(p.knobs.ovftool and not p.target.hypervisor.base for p in building) \

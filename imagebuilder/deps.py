@@ -99,7 +99,7 @@ def check() -> DepsReport:
         "openssh", ssh is not None,
         f"OpenSSH {ssh}" + (" (ANSIBLE_SCP_EXTRA_ARGS=-O by default)" if ssh and ssh >= 9 else "")
         if ssh else "ssh not found: apt-get install openssh-client", required=False))
-    from .ova.vmdk import MISSING_CONVERTER, find_converter
+    from .ova.convert import MISSING_CONVERTER, find_converter
     converter = find_converter()
     report.checks.append(Check("vmdk converter", converter is not None,
                                str(converter.path) if converter else MISSING_CONVERTER))

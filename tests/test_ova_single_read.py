@@ -1,17 +1,31 @@
-"""One read of each disk when its digest is on record (Packer's vSphere export
-manifest): the OVA and its ``.sha256`` come out of a single pass, a disk that
-differs from its record removes the OVA. Real qemu-img disks, real tar."""
+"""One read of each disk when its digest is known beforehand (Packer's vSphere
+export manifest, or taken while we converted the disk): the OVA and its
+``.sha256`` come out of a single pass, a disk that differs from its record
+removes the OVA. Real qemu-img disks, real tar."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import subprocess
+import tarfile
 
 import pytest
-from test_ova_support import assert_no_partial_files, make_vmdk, run_cli, write_manifest
+from test_ova_support import (
+    MiB,
+    assert_no_partial_files,
+    install_vdiskmanager,
+    make_vmdk,
+    run_cli,
+    write_manifest,
+)
 
 from imagebuilder.errors import BuildError
 from imagebuilder.ova import AssembleOptions, assemble_from_packer, plan_from_packer, verify_ova
+
+# the module, not the function the package exports under its name
+assemble_module = importlib.import_module("imagebuilder.ova.assemble")
 
 STEM = "ubuntu-2204-kube-v1.37.1"
 DISK0 = f"{STEM}-disk-0.vmdk"
@@ -153,3 +167,78 @@ def test_ctrl_c_during_the_single_read_leaves_nothing(export_dir):
     assert not (export_dir / f"{STEM}.ova.sha256").exists()
     assert_no_partial_files(export_dir)
     assert plan_from_packer(export_dir).known_digests   # Packer's record is untouched
+
+
+@pytest.fixture
+def local_build(checkout, monkeypatch):
+    """A local (vmware-iso) build's output: a monolithicSparse disk, converted on
+    assembly. Data in two grain tables, with zeros between."""
+    for knob in ("IB_OVFTOOL", "IB_OVFTOOL_ARGS", "OVF_CUSTOM_PROPERTIES"):
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")      # qemu-img, not a vdiskmanager
+    out = checkout.output_dir / STEM
+    out.mkdir(parents=True)
+    disk = make_vmdk(out / f"{STEM}.vmdk", "monolithicSparse",
+                     data=[(0, os.urandom(MiB)), (40 * MiB, os.urandom(3 * MiB))])
+    write_manifest(out, [disk])
+    return out
+
+
+def test_a_converted_disk_is_written_into_the_ova_in_one_read(local_build):
+    passes = Passes()
+    logged = []
+    result = assemble_from_packer(local_build, progress=passes, log=logged.append)
+    assert result.converted == [f"{STEM}.vmdk"]
+    members = {m.name: m for m in result.verified.members}
+    # one pass over the converted disk, writing the OVA; none reading the OVA back
+    assert passes.passes == [("writing", members[DISK0].size)]
+    assert logged[-1].startswith(f"writing {STEM}.ova (disk digests from the conversion of "
+                                 f"{local_build / (STEM + '.vmdk')}: one read of each disk)")
+    full = verify_ova(result.ova)
+    assert full.sha256 == result.sha256 == sha256(result.ova)
+    assert f"SHA256({DISK0})= {full.digests[DISK0]}" in result.manifest.read_text().splitlines()
+    with tarfile.open(result.ova) as tar:
+        tar.extract(DISK0, local_build / "x", filter="data")
+    same = subprocess.run(["qemu-img", "compare", "-f", "vmdk", "-F", "vmdk",
+                           str(local_build / f"{STEM}.vmdk"), str(local_build / "x" / DISK0)],
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+
+
+def test_a_disk_vmware_converted_is_read_back(local_build, monkeypatch, tmp_path):
+    """vmware-vdiskmanager's copy comes without a digest: the OVA is read back."""
+    tools = install_vdiskmanager(tmp_path / "tools")
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.setenv("VDISK_RECORD", str(tmp_path / "vdisk.json"))
+    passes = Passes()
+    result = assemble_from_packer(local_build, progress=passes)
+    assert (tmp_path / "vdisk.json").exists()
+    assert [label for label, _ in passes.passes] == ["writing", "verifying"]
+    assert result.sha256 == sha256(result.ova)
+
+
+def test_a_converted_disk_damaged_before_the_copy_removes_the_ova(local_build, monkeypatch):
+    """The digest taken while converting is checked against the bytes copied."""
+    real = assemble_module.convert_to_stream_optimized
+
+    def convert_then_damage(source, target, *args):
+        conversion = real(source, target, *args)
+        with open(target, "r+b") as fh:   # a byte of the first grain changes on disk
+            fh.seek(64 * 1024 + 100)
+            byte = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+        return conversion
+
+    monkeypatch.setattr(assemble_module, "convert_to_stream_optimized", convert_then_damage)
+    with pytest.raises(BuildError) as err:
+        assemble_from_packer(local_build)
+    assert err.value.message.startswith(f"{STEM}.ova: removed: a disk is not the one its "
+                                        "digest describes")
+    [problem] = err.value.problems
+    assert problem.startswith(f"{local_build}/.{STEM}.work.")
+    assert f"/{DISK0}: its SHA256 digest is " in problem
+    assert f", the conversion of {local_build / (STEM + '.vmdk')} says " in problem
+    assert not (local_build / f"{STEM}.ova").exists()
+    assert not (local_build / f"{STEM}.ova.sha256").exists()
+    assert_no_partial_files(local_build)

@@ -4,7 +4,8 @@
     result = assemble_from_packer(Path("output/ubuntu-2204-kube-v1.37.1"))
     verify_ova(result.ova)
 
-Modules: ``vmdk`` (headers, conversion), ``ovf`` (descriptor), ``manifest``,
+Modules: ``vmdk`` (headers), ``stream`` (streamOptimized writer), ``convert``
+(to streamOptimized), ``ovf`` (descriptor), ``manifest``,
 ``archive`` (tar layout, single-read writer), ``verify``, ``inputs`` (Packer
 manifest, OS catalog), ``assemble`` (planning and the whole job), ``cli``.
 """

@@ -277,8 +277,7 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
             expected = archive_size([len(ovf), mf_size] + [size for _, _, size in sources])
             preallocate(fd, expected)
             progress.begin(f"writing {shown or target.name}", total)
-            with HashPipeline(lanes=2 if single_read else 1,
-                              buffers=4 if single_read else 3) as pipe:
+            with HashPipeline(lanes=2 if single_read else 1) as pipe:
                 def emit(data: bytes) -> None:
                     _write_all(fd, data)
                     if whole is not None:

@@ -10,10 +10,12 @@ streamOptimized, builds the descriptor, writes the OVA under a temporary
 name, verifies it, and only then renames it and its companions
 (``.ovf``, ``.mf``, ``.ova.sha256``) into place.
 
-When every disk's digest is on record (Packer's export manifest), each disk
-is read once: the OVA's digest and the disk's are computed while it is
-copied, and the verification skips its full read. Otherwise a second pass
-reads the finished OVA (``verify_ova``).
+When every disk's digest is known beforehand (Packer's export manifest, or
+taken while we wrote the converted disk), each disk is read once: the OVA's
+digest and the disk's are computed while it is copied, and the verification
+skips its full read. Otherwise (a disk vmware-vdiskmanager converted, an
+export without a manifest) a second pass reads the finished OVA
+(``verify_ova``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .. import naming
 from ..checkout import Checkout, find_checkout
 from ..errors import BuildError, InputError
 from .archive import NAME_MAX, DiskFile, write_ova
+from .convert import MISSING_CONVERTER, Converter, convert_to_stream_optimized, find_converter
 from .hashing import ALGORITHMS
 from .inputs import (
     BuildSettings,
@@ -47,15 +50,7 @@ from .ovf import NodeImage, OvfDisk, build_ovf, hardware_problems
 from .progress import ByteProgress, NoByteProgress
 from .staging import Staging
 from .verify import VerifiedOva, verify_ova
-from .vmdk import (
-    MISSING_CONVERTER,
-    Converter,
-    VmdkInfo,
-    convert_to_stream_optimized,
-    find_converter,
-    populated_size,
-    read_vmdk,
-)
+from .vmdk import VmdkInfo, populated_size, read_vmdk
 
 EULA_FILE = "EULA.txt"
 Log = Callable[[str], None]
@@ -314,20 +309,19 @@ def assemble(plan: AssemblyPlan, progress: ByteProgress | None = None,
         for index, source in enumerate(plan.sources):
             info = source
             known = plan.known_digest(source)
+            digest, known_from = (known.hexdigest, str(known.source)) if known else (None, "")
             if not source.stream_optimized:
-                # No digest comes out of a conversion: qemu-img rewrites its grain
-                # tables at the start of the file while it writes, so this disk
-                # takes the path that verifies the finished OVA instead.
-                info = convert_to_stream_optimized(source, scratch / names.disk(index),
-                                                   plan.converter, log)
+                conversion = convert_to_stream_optimized(
+                    source, scratch / names.disk(index), plan.converter, log,
+                    plan.options.manifest_algorithm)
+                info = conversion.info
                 converted.append(source.path.name)
-                known = None
+                digest, known_from = conversion.digest, f"the conversion of {source.path}"
             with open(info.path, "rb") as fh:
                 populated = populated_size(fh, 0, info.size, info.header)
             disks.append((names.disk(index), info, populated))
-            files.append(DiskFile(names.disk(index), info.path,
-                                  known.hexdigest if known else None,
-                                  str(known.source) if known else ""))
+            files.append(DiskFile(names.disk(index), info.path, digest,
+                                  known_from if digest else ""))
         ovf = build_ovf(plan.image(), [OvfDisk(name, info.size, info.capacity, populated)
                                        for name, info, populated in disks])
         known_sums = None

@@ -17,7 +17,9 @@ from ..errors import InputError
 ALGORITHMS = {"sha256": "SHA256", "sha1": "SHA1", "sha512": "SHA512"}
 LABELS = {label: name for name, label in ALGORITHMS.items()}
 
-CHUNK = 8 << 20
+#: Chunks small enough to stay in a core's L2 cache between the read and the
+#: hashes (1 MiB took about a tenth less CPU than 8 MiB on the OVA benchmark).
+CHUNK = 1 << 20
 
 
 def new_hash(algorithm: str) -> Any:
@@ -47,7 +49,7 @@ class HashPipeline:
             pipe.feed(1, part, buf[:n])
     """
 
-    def __init__(self, lanes: int, buffers: int = 4, chunk: int = CHUNK) -> None:
+    def __init__(self, lanes: int, buffers: int = 8, chunk: int = CHUNK) -> None:
         self.lanes = lanes
         self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"ova-hash-{i}")
                        for i in range(lanes)]

@@ -1,4 +1,4 @@
-"""VMDK files: the sparse extent header, the descriptor, and conversion to streamOptimized.
+"""VMDK files: the sparse extent header and the descriptor, as read back.
 
 A hosted sparse VMDK (monolithicSparse, streamOptimized) starts with a
 512-byte header (magic ``KDMV``) and carries its text descriptor inside; a
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
-from ..errors import BuildError, InputError
+from ..errors import InputError
 
 SECTOR = 512
 MAGIC = b"KDMV"
@@ -36,7 +34,7 @@ MARKER_FOOTER = 3
 #: Descriptors are a few hundred bytes; refuse to read absurd ones.
 MAX_DESCRIPTOR = 1 << 20
 
-_HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
+HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
 _DESCRIPTOR_START = b"# Disk DescriptorFile"
 _EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$')
 _KEY_VALUE = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?(.*?)"?\s*$')
@@ -60,10 +58,10 @@ class SparseHeader:
     @classmethod
     def parse(cls, data: bytes) -> SparseHeader | None:
         """The header in the first bytes of ``data``, or None when it is not one."""
-        if len(data) < _HEADER.size or data[:4] != MAGIC:
+        if len(data) < HEADER.size or data[:4] != MAGIC:
             return None
         (_, version, flags, capacity, grain, desc_off, desc_size, gtes, _rgd, gd, overhead,
-         _unclean, _chars, compress) = _HEADER.unpack_from(data)
+         _unclean, _chars, compress) = HEADER.unpack_from(data)
         return cls(version, flags, capacity, grain, desc_off, desc_size, gtes, gd, overhead,
                    compress)
 
@@ -254,65 +252,3 @@ def _count_grain_markers(fh: BinaryIO, offset: int, size: int, header: SparseHea
         else:
             pos += SECTOR + lba * SECTOR
     return count
-
-
-@dataclass(frozen=True)
-class Converter:
-    """A tool that writes a streamOptimized copy of a VMDK."""
-
-    name: str
-    path: str
-
-    def argv(self, source: Path, target: Path, adapter_type: str = "lsilogic") -> list[str]:
-        if self.name == "vmware-vdiskmanager":
-            return [self.path, "-r", str(source), "-t", "5", str(target)]
-        return [self.path, "convert", "-f", "vmdk", "-O", "vmdk", "-o",
-                f"subformat={STREAM_OPTIMIZED},adapter_type={adapter_type}",
-                str(source), str(target)]
-
-
-CONVERTERS = ("vmware-vdiskmanager", "qemu-img")
-MISSING_CONVERTER = ("no VMDK converter found: install qemu-img (apt-get install qemu-utils, "
-                     "dnf install qemu-img, brew install qemu) or VMware's vmware-vdiskmanager, "
-                     "and put it on PATH")
-
-
-def find_converter() -> Converter | None:
-    """vmware-vdiskmanager when installed (VMware's own writer), else qemu-img."""
-    for name in CONVERTERS:
-        path = shutil.which(name)
-        if path:
-            return Converter(name, path)
-    return None
-
-
-def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Converter,
-                                log: Callable[[str], None] = lambda _: None) -> VmdkInfo:
-    """Write a streamOptimized copy of ``source`` at ``target`` and read it back.
-
-    The caller owns ``target`` (a temporary name; removed here when the tool
-    fails). Raises BuildError with the tool's output when it fails or writes
-    something that is not streamOptimized.
-    """
-    argv = converter.argv(source.path, target)
-    log(f"converting {source.path.name} ({source.create_type}) to {STREAM_OPTIMIZED} "
-        f"with {converter.name}")
-    try:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    if result.returncode != 0:
-        target.unlink(missing_ok=True)
-        tail = "\n".join(result.stdout.strip().splitlines()[-20:])
-        raise BuildError(f"{converter.name} failed (exit code {result.returncode}) converting "
-                         f"{source.path} to {STREAM_OPTIMIZED}:\n{tail}")
-    info = read_vmdk(target)
-    if not info.stream_optimized:
-        raise BuildError(f"{converter.name} wrote {info.create_type!r}, not {STREAM_OPTIMIZED}, "
-                         f"from {source.path}")
-    if info.capacity != source.capacity:
-        raise BuildError(f"{converter.name} changed the capacity of {source.path} from "
-                         f"{source.capacity} to {info.capacity} bytes")
-    return info
