@@ -8,8 +8,9 @@ order:
 
   ours      our assembly with the disk's digest on record (as Packer's export
             manifest gives it): descriptor, tar with the manifest up front, the
-            OVA's and the disk's SHA-256 on two threads while the disk is
-            copied; one read of the disk
+            disk copied by two threads that each read and write every other
+            chunk and each keep one SHA-256 (the OVA's, the disk's) over every
+            chunk; one read of the disk
   ours-2p   our assembly without a record: copy while hashing the disk, then a
             verification pass over the OVA for its ``.sha256``
   upstream  the upstream algorithm (hack/image-build-ova.py): hash the VMDK,

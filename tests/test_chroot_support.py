@@ -363,7 +363,8 @@ def standin_extras(releases: StandInReleases) -> dict[str, object]:
         "ecr/v1.31.0/linux/amd64/ecr-credential-provider-linux-amd64":
             _script("ecr-credential-provider", "v1.31.0"),
         "nvidia/NVIDIA-Linux-x86_64-standin.run": (
-            b"#!/bin/sh\nset -e\nmkdir -p /var/lib/imagebuilder-standin\necho \"$*\" > /var/lib/imagebuilder-standin/nvidia.args\n"
+            b"#!/bin/sh\nset -e\nmkdir -p /var/lib/imagebuilder-standin\n"
+            b"echo \"$*\" > /var/lib/imagebuilder-standin/nvidia.args\n"
             b"printf '#!/bin/sh\\necho NVIDIA-SMI stand-in\\n' > /usr/bin/nvidia-smi\n"
             b"chmod 755 /usr/bin/nvidia-smi\n"),
     }

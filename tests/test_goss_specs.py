@@ -359,7 +359,8 @@ UNCHECKED = {
         ("kubernetes", "file", "{{ item }}"), ("kubernetes", "file", "/opt/cni/bin"),
         ("kubernetes", "file", "/etc/apt/keyrings"),
         ("node", "file", "/etc/udev/rules.d"), ("node", "file", "{{ node_etcd_tuning_script | dirname }}"),
-        ("node", "file", "/etc/systemd/network/{{ item }}.d"), ("node", "file", "/etc/systemd/resolved.conf.d"),
+        ("node", "file", "/etc/systemd/network/{{ item }}.d"),
+        ("node", "file", "/etc/systemd/resolved.conf.d"),
         ("providers", "file", "/etc/systemd/system/{{ item }}.service.d"),
         ("sysprep", "file", "{{ sysprep_remove_script | dirname }}"),
         ("load_additional_components", "file", "{{ additional_executables_destination_path }}"),
@@ -367,7 +368,8 @@ UNCHECKED = {
          "{{ additional_s3_destination_path if additional_s3_destination_path is match('.*/$') "
          "else additional_s3_destination_path | dirname }}"),
         ("ecr_credential_provider", "file", "{{ item }}"),
-        ("gpu", "file", "/etc/modprobe.d"), ("gpu", "file", "/etc/nvidia/ClientConfigToken"), ("gpu", "file", "/opt/extensions/nvidia-runtime"),
+        ("gpu", "file", "/etc/modprobe.d"), ("gpu", "file", "/etc/nvidia/ClientConfigToken"),
+        ("gpu", "file", "/opt/extensions/nvidia-runtime"),
         ("security", "file", "{{ security_audit_rules_file | dirname }}"),
     ],
     "package sources and package-manager settings (checked through the packages they install)": [

@@ -242,3 +242,54 @@ def test_a_converted_disk_damaged_before_the_copy_removes_the_ova(local_build, m
     assert not (local_build / f"{STEM}.ova").exists()
     assert not (local_build / f"{STEM}.ova.sha256").exists()
     assert_no_partial_files(local_build)
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 * MiB, 7 * MiB + 12345])
+@pytest.mark.parametrize("with_whole", [True, False])
+def test_the_two_lane_copy(tmp_path, size, with_whole):
+    """copy_hashing: the bytes land at the offset, in order; both digests see every
+    byte in order; the progress callback sees every chunk, in order."""
+    from imagebuilder.ova.hashing import copy_hashing
+    data = os.urandom(size)
+    src_path, dst_path = tmp_path / "src", tmp_path / "dst"
+    src_path.write_bytes(data)
+    dst_path.write_bytes(b"H" * 512)
+    disk, whole = hashlib.sha256(), hashlib.sha256(b"H" * 512) if with_whole else None
+    seen: list[int] = []
+    src, dst = os.open(src_path, os.O_RDONLY), os.open(dst_path, os.O_WRONLY)
+    try:
+        copy_hashing(src, dst, 512, size, disk, whole, seen.append, src_path)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert dst_path.read_bytes() == b"H" * 512 + data
+    assert disk.hexdigest() == hashlib.sha256(data).hexdigest()
+    if whole is not None:
+        assert whole.hexdigest() == hashlib.sha256(b"H" * 512 + data).hexdigest()
+    assert sum(seen) == size and all(n == MiB for n in seen[:-1])
+
+
+@pytest.mark.parametrize("failing_chunk", [0, 1, 5])
+def test_a_failing_lane_stops_both(tmp_path, failing_chunk):
+    """An error in either lane (here the progress callback's Ctrl-C on an even or an
+    odd chunk) reaches the caller; neither lane is left waiting for the other."""
+    from imagebuilder.ova.hashing import copy_hashing
+    src_path = tmp_path / "src"
+    src_path.write_bytes(os.urandom(12 * MiB))
+    calls = []
+
+    def advance(n: int) -> None:
+        calls.append(n)
+        if len(calls) > failing_chunk:
+            raise KeyboardInterrupt
+    src, dst = os.open(src_path, os.O_RDONLY), os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            copy_hashing(src, dst, 0, 12 * MiB, hashlib.sha256(), hashlib.sha256(), advance,
+                         src_path)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert len(calls) == failing_chunk + 1
+    import threading
+    assert not [t for t in threading.enumerate() if t.name.startswith("ova-copy-")]

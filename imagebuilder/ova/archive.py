@@ -6,9 +6,10 @@ comes before them in the archive, so there are two ways to write it:
 
 * every disk's digest is known beforehand (Packer's export manifest): the
   manifest is written first from those digests, and while the disk is copied
-  one worker thread hashes every byte of the OVA (its ``.sha256``) and
-  another re-hashes the disk; the disk's digest must equal the known one at
-  the end. Nothing is read twice.
+  one thread hashes every byte of the OVA (its ``.sha256``) and another
+  re-hashes the disk (``hashing.copy_hashing``, which also shares the read and
+  the write between them); the disk's digest must equal the known one at the
+  end. Nothing is read twice.
 * a digest is unknown: the manifest member is written as a placeholder of the
   exact size and filled in once the disks are done; the whole archive's
   digest is then taken by a verification pass over the finished file.
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BuildError, InputError
-from .hashing import ALGORITHMS, HashPipeline, digest_length, new_hash
+from .hashing import ALGORITHMS, copy_hashing, digest_length, new_hash
 from .progress import ByteProgress, NoByteProgress
 
 BLOCK = 512
@@ -277,26 +278,28 @@ def write_ova(target: Path, ovf_name: str, ovf: bytes, mf_name: str,
             expected = archive_size([len(ovf), mf_size] + [size for _, _, size in sources])
             preallocate(fd, expected)
             progress.begin(f"writing {shown or target.name}", total)
-            with HashPipeline(lanes=2 if single_read else 1) as pipe:
-                def emit(data: bytes) -> None:
-                    _write_all(fd, data)
-                    if whole is not None:
-                        pipe.feed(0, whole, data)   # lane 0 sees the OVA's bytes in order
-                emit(tar_header(ovf_name, len(ovf), mtime) + ovf + bytes(padding(len(ovf))))
-                emit(tar_header(mf_name, mf_size, mtime))
-                mf_offset = os.lseek(fd, 0, os.SEEK_CUR)
-                emit((manifest if whole is not None else bytes(mf_size)) +
-                     bytes(padding(mf_size)))
-                hashers = {}
-                for disk, fh, size in sources:
-                    hashers[disk.name] = new_hash(algorithm)
-                    emit(tar_header(disk.name, size, mtime))
-                    _copy_hashing(fh, fd, size, hashers[disk.name], pipe, progress, disk.path,
-                                  whole)
-                    emit(bytes(padding(size)))
-                end = os.lseek(fd, 0, os.SEEK_CUR) + 2 * BLOCK
-                emit(bytes(2 * BLOCK + padding(end, RECORD)))
-                pipe.drain()
+            def emit(data: bytes) -> None:
+                _write_all(fd, data)
+                if whole is not None:
+                    whole.update(data)
+            emit(tar_header(ovf_name, len(ovf), mtime) + ovf + bytes(padding(len(ovf))))
+            emit(tar_header(mf_name, mf_size, mtime))
+            mf_offset = os.lseek(fd, 0, os.SEEK_CUR)
+            emit((manifest if whole is not None else bytes(mf_size)) + bytes(padding(mf_size)))
+            hashers = {}
+            for disk, fh, size in sources:
+                hashers[disk.name] = new_hash(algorithm)
+                emit(tar_header(disk.name, size, mtime))
+                offset = os.lseek(fd, 0, os.SEEK_CUR)
+                copy_hashing(fh.fileno(), fd, offset, size, hashers[disk.name], whole,
+                             progress.advance, disk.path)
+                os.lseek(fd, offset + size, os.SEEK_SET)
+                if os.fstat(fh.fileno()).st_size != size:
+                    raise BuildError(f"{disk.path}: the file changed size while it was being "
+                                     "read; is something writing it?")
+                emit(bytes(padding(size)))
+            end = os.lseek(fd, 0, os.SEEK_CUR) + 2 * BLOCK
+            emit(bytes(2 * BLOCK + padding(end, RECORD)))
             actual = {name: hasher.hexdigest() for name, hasher in hashers.items()}
             if whole is None:
                 digests.update(actual)
@@ -337,29 +340,3 @@ def _compare_known(target: Path, shown: str, disks: Sequence[DiskFile],
         target.unlink(missing_ok=True)
         raise BuildError(f"{shown}: removed: a disk is not the one its digest describes; "
                          "build or export it again", wrong)
-
-
-def _copy_hashing(src, fd: int, size: int, hasher, pipe: HashPipeline,
-                  progress: ByteProgress, shown: Path, whole=None) -> None:
-    """Copy ``size`` bytes from ``src`` to ``fd``; ``hasher`` gets them on the last
-    lane, ``whole`` (when given) on lane 0."""
-    remaining = size
-    while remaining:
-        buf = pipe.next_buffer()
-        try:
-            count = src.readinto(buf[:min(len(buf), remaining)])
-        except OSError as exc:
-            raise BuildError(f"{shown}: cannot read it ({exc.strerror})") from None
-        if not count:
-            raise BuildError(f"{shown}: the file became shorter while it was being read "
-                             f"({size - remaining} of {size} bytes); is something writing it?")
-        chunk = buf[:count]
-        if whole is not None:
-            pipe.feed(0, whole, chunk)
-        pipe.feed(pipe.lanes - 1, hasher, chunk)
-        _write_all(fd, chunk)
-        remaining -= count
-        progress.advance(count)
-    if os.fstat(src.fileno()).st_size != size:
-        raise BuildError(f"{shown}: the file changed size while it was being read; "
-                         "is something writing it?")

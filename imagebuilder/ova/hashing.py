@@ -8,10 +8,13 @@ main thread reads the next chunk into another buffer.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import BuildError, InputError
 
 #: Manifest algorithms: our name -> the label in ``<LABEL>(<file>)= <hex>`` lines.
 ALGORITHMS = {"sha256": "SHA256", "sha1": "SHA1", "sha512": "SHA512"}
@@ -94,3 +97,93 @@ class HashPipeline:
                 self.drain()
         finally:
             self.close()
+
+
+class _Stopped(Exception):
+    """The other lane failed (or Ctrl-C came): this one gives up."""
+
+
+def copy_hashing(src: int, dst: int, dst_offset: int, size: int, disk: Any,
+                 whole: Any | None, on_chunk: Callable[[int], None], shown: Path) -> None:
+    """Copy the first ``size`` bytes of file descriptor ``src`` into ``dst`` at
+    ``dst_offset``, reading them once: ``disk`` gets every byte, in order, and so
+    does ``whole`` when given.
+
+    Two lanes (threads) share the work evenly: each keeps one digest over every
+    chunk and reads and writes every other chunk, so on two cores the two
+    digests, the read and the write take about the time of one digest pass
+    (bench/ova_assembly.py). A chunk is handed from its reader to the other
+    lane through a lock and never copied. ``on_chunk(n)`` is called in order
+    from a worker thread. The first error of either lane (an OSError, a
+    BuildError for a file that became shorter, a KeyboardInterrupt from
+    ``on_chunk``) is raised here once both lanes have stopped; so is a Ctrl-C
+    that reaches this thread while it waits.
+    """
+    count = -(-size // CHUNK)
+    slots = 6  # even: each slot always holds the chunks of one lane
+    buffers = [memoryview(bytearray(CHUNK)) for _ in range(slots)]
+    lengths = [0] * slots
+    filled = [threading.Lock() for _ in range(slots)]   # held until its chunk is read
+    free = [threading.Lock() for _ in range(slots)]     # held until the other lane is done
+    for lock in filled:
+        lock.acquire()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def take(lock: threading.Lock) -> None:
+        while not lock.acquire(timeout=0.2):
+            if stop.is_set():
+                raise _Stopped
+
+    def lane(index: int, hasher: Any | None) -> None:
+        try:
+            for i in range(count):
+                slot = i % slots
+                if i % 2 == index:
+                    take(free[slot])
+                    want = min(CHUNK, size - i * CHUNK)
+                    got = os.preadv(src, [buffers[slot][:want]], i * CHUNK)
+                    if got != want:
+                        raise BuildError(
+                            f"{shown}: the file became shorter while it was being read "
+                            f"({i * CHUNK + got} of {size} bytes); is something writing it?")
+                    lengths[slot] = length = got
+                    filled[slot].release()
+                    chunk = buffers[slot][:got]
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    view = chunk
+                    offset = dst_offset + i * CHUNK
+                    while view:
+                        written = os.pwrite(dst, view, offset)
+                        view, offset = view[written:], offset + written
+                else:
+                    take(filled[slot])
+                    length = lengths[slot]
+                    if hasher is not None:
+                        hasher.update(buffers[slot][:length])
+                    free[slot].release()
+                if hasher is disk:
+                    on_chunk(length)
+                if stop.is_set():
+                    raise _Stopped
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=lane, args=(0, whole), name="ova-copy-0", daemon=True),
+               threading.Thread(target=lane, args=(1, disk), name="ova-copy-1", daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
+    if errors:
+        raise errors[0]
