@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-
 from imagebuilder.build import run_plan
 from imagebuilder.catalog import parse_target
 from imagebuilder.goss import skipped_reason, validation
