@@ -305,15 +305,20 @@ def test_the_build_user_is_the_one_ssh_username_names(customized):
     assert_user_gone(customized, CUSTOM_USER)
 
 
-def test_checksum_mismatch_fails_with_a_clear_message(debian_root, releases, tmp_path):
-    """A wrong containerd_sha256 stops the containerd role and says which variable."""
-    variables = {**releases.packer_vars(), "containerd_sha256": "0" * 64}
+def run_containerd_role(root: Path, variables: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The containerd role alone against ``root``."""
     playbook = tmp_path / "containerd.yml"
     playbook.write_text(
         "- hosts: all\n  gather_facts: true\n  become: true\n"
         f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
         "  roles: [containerd]\n")
-    run = run_playbook(playbook, debian_root, variables, tmp_path)
+    return run_playbook(playbook, root, variables, tmp_path)
+
+
+def test_checksum_mismatch_fails_with_a_clear_message(debian_root, releases, tmp_path):
+    """A wrong containerd_sha256 stops the containerd role and says which variable."""
+    variables = {**releases.packer_vars(), "containerd_sha256": "0" * 64}
+    run = run_containerd_role(debian_root, variables, tmp_path)
     assert run.returncode != 0
     assert "containerd_url/containerd_sha256 (packer/config/containerd.json): checksum mismatch" \
         in run.stdout, run.stdout[-4000:]
@@ -324,12 +329,7 @@ def test_containerd_service_url_without_checksum_is_refused(debian_root, release
     """A unit from a URL of the user's is a download like any other: no checksum, no install."""
     variables = {**releases.packer_vars(),
                  "containerd_service_url": f"{releases.url}/units/other.service"}
-    playbook = tmp_path / "containerd.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: true\n  become: true\n"
-        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
-        "  roles: [containerd]\n")
-    run = run_playbook(playbook, debian_root, variables, tmp_path)
+    run = run_containerd_role(debian_root, variables, tmp_path)
     assert run.returncode != 0
     assert "containerd_service_url/containerd_service_sha256: a URL and a checksum are both " \
         "required" in run.stdout, run.stdout[-4000:]
@@ -398,12 +398,7 @@ def test_build_proxy_used_then_removed(customized, proxy):
 def test_additional_settings_must_be_base64(debian_root, releases, tmp_path):
     """Raw TOML (what this role took before) is refused with upstream's format named."""
     variables = {**releases.packer_vars(), "containerd_additional_settings": EXTRA_TOML}
-    playbook = tmp_path / "containerd.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: true\n  become: true\n"
-        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
-        "  roles: [containerd]\n")
-    run = run_playbook(playbook, debian_root, variables, tmp_path)
+    run = run_containerd_role(debian_root, variables, tmp_path)
     assert run.returncode != 0
     assert "containerd_additional_settings must be base64-encoded TOML" in run.stdout
 

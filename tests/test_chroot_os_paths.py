@@ -22,6 +22,7 @@ from test_chroot_support import (
     chroot_unavailable,
     make_debian_root,
     mount_proc,
+    serving,
     unmount_all,
 )
 
@@ -163,31 +164,11 @@ printf 'REPO_SLUG=%s\\nGIT_REF=%s\\n' "$REPO_SLUG" "$GIT_REF" > /var/lib/imagebu
 def guestinfo_served(tmp_path) -> Iterator[tuple[str, list[str]]]:
     """The stand-in install.sh served on 127.0.0.1 under upstream's <slug>/<ref>/ layout;
     yields the slug URL and the list of paths requested."""
-    import functools
-    import http.server
-    import threading
-
     site = tmp_path / "site"
     (site / "vmware/guestinfo/v9.9.9").mkdir(parents=True)
     (site / "vmware/guestinfo/v9.9.9/install.sh").write_text(GUESTINFO_INSTALL)
-    requested: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            requested.append(self.path)
-            super().do_GET()
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/vmware/guestinfo", requested
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site) as (url, requested):
+        yield f"{url}/vmware/guestinfo", requested
 
 
 def _cloud_init_rpm(root: Path, version: str) -> None:

@@ -23,7 +23,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 SUITE = "stable"
 MIRROR = os.environ.get("IB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -204,6 +206,27 @@ class StandInReleases:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+@contextmanager
+def serving(directory: Path) -> Iterator[tuple[str, list[str]]]:
+    """``directory`` served over HTTP on 127.0.0.1 while open: its base URL, and the
+    paths requested so far (in order)."""
+    requested: list[str] = []
+
+    class Handler(_QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            requested.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- stand-ins for node content (gVisor, wasm shims, an upgradable package, a proxy) ---

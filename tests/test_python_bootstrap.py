@@ -9,21 +9,19 @@ served on 127.0.0.1, installed under a temporary prefix.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import os
 import platform
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from support import REPO, write_json
+from test_chroot_support import serving
 
 ROLES = REPO / "packer" / "ansible" / "roles"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -49,25 +47,8 @@ def served(tmp_path) -> Iterator[dict]:
         "pypy": _archive(site / "pypy" / f"{PYPY}.tar.bz2", PYPY, "pypy3", "PyPy stand-in", "w:bz2"),
         "cpython": _archive(site / "cpython.tar.gz", "python", "python3", "CPython stand-in", "w:gz"),
     }
-    requested: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            requested.append(self.path)
-            super().do_GET()
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "sums": sums,
-               "requested": requested}
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(site) as (url, requested):
+        yield {"url": url, "sums": sums, "requested": requested}
 
 
 def bootstrap(tmp_path: Path, variables: dict) -> subprocess.CompletedProcess:
