@@ -325,6 +325,15 @@ PHOTON_BASELINE = yaml.safe_load(
     (PLAYBOOKS / "roles/node/defaults/main.yml").read_text())["node_packages"]["photon"]
 
 
+#: A play running the node role's target_packages tasks.
+TARGET_PACKAGES_PLAY = (
+    "- hosts: all\n  gather_facts: true\n  become: true\n"
+    f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
+    "  tasks:\n    - name: The role's tasks\n"
+    "      ansible.builtin.include_role:\n        name: node\n"
+    "        tasks_from: target_packages\n")
+
+
 @pytest.mark.parametrize("distribution, os_family, target, added", [
     ("Ubuntu", "debian", "virt", ["linux-cloud-tools-virtual", "linux-tools-virtual", "open-vm-tools"]),
     ("Ubuntu", "debian", "raw", ["linux-cloud-tools-generic", "linux-tools-generic"]),
@@ -337,11 +346,7 @@ def test_build_target_packages(os_root, tmp_path, distribution, os_family, targe
     root = os_root
     playbook = tmp_path / "play.yml"
     playbook.write_text(
-        "- hosts: all\n  gather_facts: true\n  become: true\n"
-        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
-        "  tasks:\n    - name: The role's tasks\n"
-        "      ansible.builtin.include_role:\n        name: node\n"
-        "        tasks_from: target_packages\n"
+        TARGET_PACKAGES_PLAY +
         "    - name: Record them\n      ansible.builtin.copy:\n"
         "        content: \"{{ node_target_packages | to_json }}\"\n"
         "        dest: /root/target-packages.json\n        mode: '0644'\n")
@@ -353,12 +358,7 @@ def test_build_target_packages(os_root, tmp_path, distribution, os_family, targe
 
 def test_build_target_unknown_is_refused(os_root, tmp_path):
     playbook = tmp_path / "play.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: true\n  become: true\n"
-        f"  vars_files: [{PLAYBOOKS / 'vars/main.yml'}]\n"
-        "  tasks:\n    - name: The role's tasks\n"
-        "      ansible.builtin.include_role:\n        name: node\n"
-        "        tasks_from: target_packages\n")
+    playbook.write_text(TARGET_PACKAGES_PLAY)
     run = run_playbook(playbook, os_root, {"ib_os": "debian", "build_target": "metal"}, tmp_path)
     assert run.returncode != 0
     assert "build_target must be one of virt, raw (is metal)" in run.stdout
