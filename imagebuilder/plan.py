@@ -460,6 +460,11 @@ def _value_checks(knobs: Knobs, merged: MergedVars, where: Callable[[str, str], 
                 problems.append(f"{field}: {values.get(key, '')!r} is not a Flatcar release "
                                 f"name; use {hint} (it becomes part of the ISO URL and the "
                                 "typed boot command)")
+    if (all(values.get(k, "").strip().lower() == "true"
+            for k in ("load_additional_components", "additional_s3", "additional_s3_ceph"))
+            and not values.get("additional_s3_endpoint", "").strip()):
+        problems.append(f"{where('additional_s3_ceph', '')}: additional_s3_ceph: Ceph RGW has no "
+                        "default endpoint; set additional_s3_endpoint to its URL")
     return problems
 
 

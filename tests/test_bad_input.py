@@ -227,6 +227,12 @@ CASES = [
     Case("memory-rhel", ["{d}/v.json: memory: 1024 is below the minimum of 1536 MiB"],
          target="node-ova-vsphere-rhel-9",
          files={"v.json": {"memory": "1024"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("s3-ceph-without-endpoint", ["{d}/v.json: additional_s3_ceph: Ceph RGW has no default "
+                                      "endpoint; set additional_s3_endpoint"],
+         files={"v.json": {"load_additional_components": "true", "additional_s3": "true",
+                           "additional_s3_ceph": "true", "additional_s3_bucket": "b",
+                           "additional_s3_object": "o"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("disk-zero", ["{d}/v.json: disk_size: 0 is below the minimum of 5120 MiB of disk"],
          files={"v.json": {"disk_size": 0}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
     Case("disk-below-rhel-installer", ["{d}/v.json: disk_size: 8192 is below the minimum of "
