@@ -18,16 +18,21 @@ from pathlib import Path
 
 from invoke import Collection, Exit, Task
 
+from imagebuilder.config.catalog import HYPERVISORS, Target
+from imagebuilder.config.checkout import find_checkout
+from imagebuilder.config.options import OPTION_HELP, BuildOptions
+from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
+
 # Only what listing the tasks needs is imported here; the modules that pull in
 # pyVmomi and jsonschema (api, simulation, deps) are imported by the task that
-# runs (invoke --list stays fast; tests/test_ova_listing.py checks it).
-from imagebuilder import imagetest
-from imagebuilder.catalog import HYPERVISORS, Target
-from imagebuilder.checkout import find_checkout
-from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
-from imagebuilder.options import OPTION_HELP, BuildOptions
-from imagebuilder.progress import LineProgress, TqdmTaskProgress, default_progress
-from imagebuilder.stopping import exit_code_of
+# runs (invoke --list stays fast; tests/cli/test_invoke_list.py checks it).
+from imagebuilder.imagetest import access as imagetest
+from imagebuilder.running.progress import (
+    LineProgress,
+    TqdmTaskProgress,
+    default_progress,
+)
+from imagebuilder.running.stopping import exit_code_of
 
 RUN_HELP = {
     "dry-run": "print the packer command(s), secrets redacted; run nothing",
@@ -135,7 +140,8 @@ def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, 
 
 
 def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None):
-    from imagebuilder import api, simulation
+    from imagebuilder import api
+    from imagebuilder.vcsim import simulation
     report = simulation.build_against_simulator(api.resolve_targets(target.split(",")),
                                                 jobs=_jobs(c, jobs), progress=default_progress())
     if report.exit_code:
@@ -143,7 +149,7 @@ def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None)
 
 
 def vcsim(c, vsphere_json="output/vcsim/vsphere.json"):
-    from imagebuilder import simulation
+    from imagebuilder.vcsim import simulation
     simulation.serve(Path(vsphere_json).absolute())
 
 
@@ -158,7 +164,7 @@ def image_cloudinit(c, vm, user_data=None, meta_data=None):
 
 
 def _knobs():
-    from imagebuilder.knobs import Knobs
+    from imagebuilder.config.knobs import Knobs
     return Knobs.from_env()
 
 
@@ -205,13 +211,13 @@ def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template
 
 
 def render(c, target, output):
-    from imagebuilder.render_cli import render_target
+    from imagebuilder.planning.inspect import render_target
     for path in render_target(target, output):
         print(path)
 
 
 def deps_ova(c):
-    from imagebuilder import deps
+    from imagebuilder.running import tools as deps
     report = deps.check()
     print(report.text())
     if report.exit_code:

@@ -10,8 +10,22 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Iterable
 
-from . import summary
-from .build import (
+from imagebuilder.config.catalog import HYPERVISORS, Target, all_targets, parse_target
+from imagebuilder.config.checkout import Checkout, find_checkout
+from imagebuilder.config.knobs import Knobs
+from imagebuilder.config.options import BuildOptions
+from imagebuilder.config.validation import combine_target_problems
+from imagebuilder.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BUILD_FAILED,
+    EXIT_OK,
+    ImageBuilderError,
+    InputError,
+)
+from imagebuilder.planning.bases import base_target, needs_base, required_bases
+from imagebuilder.planning.plan import BuildPlan, plan_build
+from imagebuilder.running import summary
+from imagebuilder.running.build import (
     BUSY,
     FAILED,
     SKIPPED,
@@ -20,18 +34,10 @@ from .build import (
     missing_tools,
     run_plan,
 )
-from .catalog import HYPERVISORS, Target, all_targets, parse_target
-from .checkout import Checkout, find_checkout
-from .errors import EXIT_BAD_INPUT, EXIT_BUILD_FAILED, EXIT_OK, ImageBuilderError, InputError
-from .knobs import Knobs
-from .options import BuildOptions
-from .plan import BuildPlan, plan_build
-from .prerequisites import base_target, needs_base, required_bases
-from .progress import NullProgress, Progress
-from .scheduler import run_jobs
-from .stopping import stop_on_signals
-from .validation import combine_target_problems
-from .vsphere.preflight import preflight
+from imagebuilder.running.progress import NullProgress, Progress
+from imagebuilder.running.scheduler import run_jobs
+from imagebuilder.running.stopping import stop_on_signals
+from imagebuilder.vsphere.preflight import preflight
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import BuildError
+from imagebuilder.errors import BuildError
 
 
 def write_private_json(path: Path, data: dict) -> None:

@@ -20,7 +20,7 @@ from invoke.util import Lexicon
 
 import imagebuilder
 from imagebuilder.errors import EXIT_BAD_INPUT
-from imagebuilder.stopping import exit_code_of
+from imagebuilder.running.stopping import exit_code_of
 
 from .executor import BuildExecutor
 

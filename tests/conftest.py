@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from support import BIN, KNOBS, REPO, STANDIN
+from helpers.common import BIN, KNOBS, REPO, STANDIN
 
-from imagebuilder.checkout import Checkout
+from imagebuilder.config.checkout import Checkout
 from imagebuilder.errors import InputError
 from imagebuilder.vcsim import Simulator, build
 

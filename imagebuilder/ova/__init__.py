@@ -12,7 +12,7 @@ manifest, OS catalog), ``assemble`` (planning and the whole job), ``cli``.
 
 from __future__ import annotations
 
-from .assemble import (
+from imagebuilder.ova.assemble import (
                        AssembleOptions,
                        AssemblyPlan,
                        AssemblyResult,
@@ -22,7 +22,7 @@ from .assemble import (
                        plan_from_packer,
                        plan_from_vmdks,
 )
-from .verify import VerifiedOva, verify_ova
+from imagebuilder.ova.verify import VerifiedOva, verify_ova
 
 __all__ = ["AssembleOptions", "AssemblyPlan", "AssemblyResult", "VerifiedOva", "artifact_names",
            "assemble", "assemble_from_packer", "plan_from_packer", "plan_from_vmdks",

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import BuildError, InputError
-from .hashing import ALGORITHMS, copy_hashing, digest_length, new_hash
-from .progress import ByteProgress, NoByteProgress
+from imagebuilder.errors import BuildError, InputError
+from imagebuilder.ova.hashing import ALGORITHMS, copy_hashing, digest_length, new_hash
+from imagebuilder.ova.progress import ByteProgress, NoByteProgress
 
 BLOCK = 512
 RECORD = 20 * BLOCK

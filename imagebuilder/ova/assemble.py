@@ -29,13 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .. import naming
-from ..checkout import Checkout, find_checkout
-from ..errors import BuildError, InputError
-from .archive import NAME_MAX, DiskFile, write_ova
-from .convert import MISSING_CONVERTER, Converter, convert_to_stream_optimized, find_converter
-from .hashing import ALGORITHMS
-from .inputs import (
+from imagebuilder.config import naming
+from imagebuilder.config.checkout import Checkout, find_checkout
+from imagebuilder.errors import BuildError, InputError
+from imagebuilder.ova.archive import NAME_MAX, DiskFile, write_ova
+from imagebuilder.ova.convert import (
+    MISSING_CONVERTER,
+    Converter,
+    convert_to_stream_optimized,
+    find_converter,
+)
+from imagebuilder.ova.hashing import ALGORITHMS
+from imagebuilder.ova.inputs import (
     BuildSettings,
     KnownDigest,
     catalog_minimum_vmx,
@@ -46,11 +51,11 @@ from .inputs import (
     settings_from_catalog,
     settings_from_values,
 )
-from .ovf import NodeImage, OvfDisk, build_ovf, hardware_problems
-from .progress import ByteProgress, NoByteProgress
-from .staging import Staging
-from .verify import VerifiedOva, verify_ova
-from .vmdk import VmdkInfo, populated_size, read_vmdk
+from imagebuilder.ova.ovf import NodeImage, OvfDisk, build_ovf, hardware_problems
+from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.ova.staging import Staging
+from imagebuilder.ova.verify import VerifiedOva, verify_ova
+from imagebuilder.ova.vmdk import VmdkInfo, populated_size, read_vmdk
 
 EULA_FILE = "EULA.txt"
 Log = Callable[[str], None]

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from ..errors import BuildError
-from .hashing import new_hash
-from .stream import GRAIN, write_stream_optimized
-from .vmdk import STREAM_OPTIMIZED, VmdkInfo, read_vmdk
+from imagebuilder.errors import BuildError
+from imagebuilder.ova.hashing import new_hash
+from imagebuilder.ova.stream import GRAIN, write_stream_optimized
+from imagebuilder.ova.vmdk import STREAM_OPTIMIZED, VmdkInfo, read_vmdk
 
 CONVERTERS = ("vmware-vdiskmanager", "qemu-img")
 MISSING_CONVERTER = ("no VMDK converter found: install qemu-img (apt-get install qemu-utils, "

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BuildError, InputError
+from imagebuilder.errors import BuildError, InputError
 
 #: Manifest algorithms: our name -> the label in ``<LABEL>(<file>)= <hex>`` lines.
 ALGORITHMS = {"sha256": "SHA256", "sha1": "SHA1", "sha512": "SHA512"}

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .. import __version__, naming
-from ..checkout import Checkout
-from ..errors import InputError
-from ..knobs import Knobs
-from ..layering import merge, packer_string, read_var_file
-from ..validation import declared_variables
-from .manifest import parse_manifest
-from .ovf import VirtualHardware, xml_text_problem
-from .vmdk import VmdkInfo, is_disk_extent_only, read_vmdk
+from imagebuilder import __version__
+from imagebuilder.config import naming
+from imagebuilder.config.checkout import Checkout
+from imagebuilder.config.knobs import Knobs
+from imagebuilder.config.validation import declared_variables
+from imagebuilder.config.varfiles import merge, packer_string, read_var_file
+from imagebuilder.errors import InputError
+from imagebuilder.ova.manifest import parse_manifest
+from imagebuilder.ova.ovf import VirtualHardware, xml_text_problem
+from imagebuilder.ova.vmdk import VmdkInfo, is_disk_extent_only, read_vmdk
 
 MANIFEST_NAME = "packer-manifest.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .hashing import LABELS
+from imagebuilder.ova.hashing import LABELS
 
 _LINE = re.compile(r"^(SHA1|SHA256|SHA512)\((.+)\)\s?=\s?([0-9A-Fa-f]+)$")
 

@@ -14,8 +14,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from ..errors import BuildError, InputError
-from .vmdk import STREAM_OPTIMIZED_FORMAT
+from imagebuilder.errors import BuildError, InputError
+from imagebuilder.ova.vmdk import STREAM_OPTIMIZED_FORMAT
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"

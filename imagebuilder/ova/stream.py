@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Iterable
 
-from .vmdk import (
+from imagebuilder.ova.vmdk import (
     COMPRESSION_DEFLATE,
     FLAG_COMPRESSED,
     FLAG_MARKERS,

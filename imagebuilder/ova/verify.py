@@ -12,13 +12,18 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BuildError, InputError
-from .archive import Member, advise_sequential, list_members
-from .hashing import ALGORITHMS, HashPipeline, new_hash
-from .manifest import Manifest, parse_manifest
-from .ovf import ParsedOvf, parse_ovf
-from .progress import ByteProgress, NoByteProgress
-from .vmdk import STREAM_OPTIMIZED, STREAM_OPTIMIZED_FORMAT, VmdkInfo, read_vmdk_at
+from imagebuilder.errors import BuildError, InputError
+from imagebuilder.ova.archive import Member, advise_sequential, list_members
+from imagebuilder.ova.hashing import ALGORITHMS, HashPipeline, new_hash
+from imagebuilder.ova.manifest import Manifest, parse_manifest
+from imagebuilder.ova.ovf import ParsedOvf, parse_ovf
+from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.ova.vmdk import (
+    STREAM_OPTIMIZED,
+    STREAM_OPTIMIZED_FORMAT,
+    VmdkInfo,
+    read_vmdk_at,
+)
 
 MAX_DESCRIPTOR = 16 << 20
 

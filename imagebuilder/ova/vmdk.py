@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import InputError
+from imagebuilder.errors import InputError
 
 SECTOR = 512
 MAGIC = b"KDMV"

@@ -13,8 +13,8 @@ from typing import Callable
 
 from pyVmomi import vim
 
-from ..errors import InputError
-from .driver import Driver
+from imagebuilder.errors import InputError
+from imagebuilder.vsphere.driver import Driver
 
 PRISTINE = "new"
 CONFIGURED = "cloudinit"

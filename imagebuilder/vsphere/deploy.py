@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InputError
-from ..ova.progress import ByteProgress
-from .driver import datacenter_session
-from .ovf_import import import_ova
-from .session import VSphereSettings
+from imagebuilder.errors import InputError
+from imagebuilder.ova.progress import ByteProgress
+from imagebuilder.vsphere.driver import datacenter_session
+from imagebuilder.vsphere.ovf_import import import_ova
+from imagebuilder.vsphere.session import VSphereSettings
 
 
 def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str | None = None,

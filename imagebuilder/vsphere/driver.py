@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Iterator
 
 from pyVmomi import vim, vmodl
 
-from ..errors import BuildError, InputError
-from .session import Session, VSphereSettings
+from imagebuilder.errors import BuildError, InputError
+from imagebuilder.vsphere.session import Session, VSphereSettings
 
 KINDS = {
     "datacenter": vim.Datacenter, "cluster": vim.ClusterComputeResource,

@@ -25,13 +25,13 @@ from typing import Callable, Mapping
 
 from pyVmomi import vim, vmodl
 
-from ..errors import BuildError, ImageBuilderError, InputError
-from ..ova.archive import Member, list_members
-from ..ova.hashing import new_hash
-from ..ova.manifest import Manifest, parse_manifest
-from ..ova.ovf import ParsedOvf, parse_ovf
-from ..ova.progress import ByteProgress, NoByteProgress
-from .driver import Driver, fault_message
+from imagebuilder.errors import BuildError, ImageBuilderError, InputError
+from imagebuilder.ova.archive import Member, list_members
+from imagebuilder.ova.hashing import new_hash
+from imagebuilder.ova.manifest import Manifest, parse_manifest
+from imagebuilder.ova.ovf import ParsedOvf, parse_ovf
+from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.vsphere.driver import Driver, fault_message
 
 CHUNK = 1 << 20
 STREAM_VMDK = "application/x-vnd.vmware-streamVmdk"

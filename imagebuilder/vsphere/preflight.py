@@ -11,11 +11,11 @@ from typing import Callable
 
 from pyVmomi import vim
 
-from ..errors import ImageBuilderError, InputError
-from ..plan import TEMPLATE_DEFAULTS, BuildPlan
-from ..validation import is_true
-from .driver import Driver
-from .session import Session, VSphereSettings
+from imagebuilder.config.validation import is_true
+from imagebuilder.errors import ImageBuilderError, InputError
+from imagebuilder.planning.plan import TEMPLATE_DEFAULTS, BuildPlan
+from imagebuilder.vsphere.driver import Driver
+from imagebuilder.vsphere.session import Session, VSphereSettings
 
 #: The name a base build gives the snapshot clones link to.
 BASE_SNAPSHOT = "imagebuilder-base"

@@ -12,7 +12,7 @@ from typing import Mapping
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from ..errors import InputError
+from imagebuilder.errors import InputError
 
 DEFAULT_PORT = 443
 #: Seconds to wait for vCenter to accept a connection; a host that drops
@@ -60,7 +60,7 @@ class VSphereSettings:
     @classmethod
     def from_checkout(cls, checkout, knobs) -> "VSphereSettings":
         """From ``ova/vsphere.json`` and PACKER_VAR_FILES, layered as builds layer them."""
-        from ..layering import merge, read_var_file
+        from imagebuilder.config.varfiles import merge, read_var_file
 
         layers = [checkout.ova_dir / "vsphere.json", *knobs.packer_var_files]
         merged = merge([(str(p), read_var_file(p)) for p in layers], [])

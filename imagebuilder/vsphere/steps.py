@@ -6,13 +6,13 @@ from typing import Callable
 
 from pyVmomi import vim
 
-from ..errors import BuildError
-from ..plan import BuildPlan
-from ..steps import BuildState
-from ..validation import is_true
-from .driver import Driver, datacenter_session
-from .preflight import BASE_SNAPSHOT
-from .session import VSphereSettings
+from imagebuilder.config.validation import is_true
+from imagebuilder.errors import BuildError
+from imagebuilder.planning.plan import BuildPlan
+from imagebuilder.running.steps import BuildState
+from imagebuilder.vsphere.driver import Driver, datacenter_session
+from imagebuilder.vsphere.preflight import BASE_SNAPSHOT
+from imagebuilder.vsphere.session import VSphereSettings
 
 BASE_HASH_KEY = "guestinfo.imagebuilder.inputs_hash"
 #: Set by Packer from the plan's ib_build_id (node.json's configuration_parameters).

@@ -1,0 +1,128 @@
+"""``python -m imagebuilder ova ...``: assemble and verify OVAs from the command line.
+
+    python -m imagebuilder ova assemble --from-packer output/ubuntu-2204-kube-v1.37.1
+    python -m imagebuilder ova assemble --vmdk disk.vmdk --os ubuntu-2204 \\
+        --kubernetes-version v1.37.1 --output /tmp/out [--vmx 19] [--firmware efi]
+    python -m imagebuilder ova verify output/ubuntu-2204-kube-v1.37.1/ubuntu-2204-kube-v1.37.1.ova
+
+The environment: ``IB_OVFTOOL`` (make the OVA with ovftool), ``IB_OVFTOOL_ARGS``
+(its extra arguments, split like a shell would), ``OVF_CUSTOM_PROPERTIES``
+(a JSON file of extra ProductSection properties).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError, InputError
+from imagebuilder.ova.assemble import (
+    AssembleOptions,
+    assemble,
+    assemble_from_packer,
+    plan_from_vmdks,
+)
+from imagebuilder.ova.hashing import ALGORITHMS
+from imagebuilder.ova.progress import TqdmByteProgress
+from imagebuilder.ova.verify import verify_ova
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hardware version number")
+    return int(text)
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``ova`` with its ``assemble`` and ``verify`` commands."""
+    ova = subparsers.add_parser("ova", help="assemble or verify an OVA",
+                                description="Assemble node image OVAs and verify them.")
+    sub = ova.add_subparsers(dest="ova_command", required=True)
+    sp = sub.add_parser("assemble", help="make the OVA of a build (or of VMDK files)",
+                        description="Make <build>-kube-<version>.{ovf,mf,ova,ova.sha256}. "
+                        "Either from a Packer build directory (--from-packer), or from VMDK "
+                        "files with the rest taken from the OS catalog and common config.")
+    source = sp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-packer", metavar="BUILD_DIR", type=Path,
+                        help="the build's output directory (holds packer-manifest.json)")
+    source.add_argument("--vmdk", metavar="PATH", type=Path, action="append",
+                        help="a disk to pack (repeat for more; the first one boots)")
+    sp.add_argument("--os", help="with --vmdk: the OS catalog entry (ova/<os>.json)")
+    sp.add_argument("--kubernetes-version", metavar="VERSION",
+                    help="with --vmdk: e.g. v1.37.1")
+    sp.add_argument("--output", metavar="DIR", type=Path,
+                    help="with --vmdk: directory for the files "
+                    "(default: output/<build_name>-kube-<version>/)")
+    sp.add_argument("--vmx", type=_positive, metavar="N",
+                    help="with --vmdk: virtual hardware version (default: the OS catalog's)")
+    sp.add_argument("--firmware", choices=("efi", "bios"),
+                    help="with --vmdk: firmware (default: the OS catalog's)")
+    sp.add_argument("--manifest-digest", choices=sorted(ALGORITHMS), default="sha256",
+                    help="digest of the .mf lines (sha1 for old vSphere/Workstation)")
+    sp = sub.add_parser("verify", help="check a finished OVA",
+                        description="Check member order, manifest digests, descriptor "
+                        "references and sizes, VMDK format and capacity, and <ova>.sha256.")
+    sp.add_argument("ovas", nargs="+", type=Path, metavar="OVA")
+    return ova
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    options = AssembleOptions.from_env(manifest_algorithm=args.manifest_digest)
+    progress = TqdmByteProgress()
+    if args.from_packer is not None:
+        extra = [f for f in ("os", "kubernetes_version", "output", "vmx", "firmware")
+                 if getattr(args, f) is not None]
+        if extra:
+            raise InputError("--from-packer takes everything from the build; drop "
+                             + ", ".join("--" + f.replace("_", "-") for f in extra))
+        result = assemble_from_packer(args.from_packer, options, progress, _say)
+        if result is not None:
+            print(result.summary())
+        return 0
+    missing = [f for f in ("os", "kubernetes_version") if getattr(args, f) is None]
+    if missing:
+        raise InputError("--vmdk needs " + " and ".join("--" + f.replace("_", "-")
+                                                        for f in missing))
+    plan = plan_from_vmdks(args.vmdk, args.os, args.kubernetes_version, args.output,
+                           args.vmx, args.firmware, options)
+    print(assemble(plan, progress, _say).summary())
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    progress = TqdmByteProgress()
+    for path in args.ovas:
+        result = verify_ova(path, progress)
+        disks = ", ".join(f"{name} ({info.capacity >> 20} MiB)"
+                          for name, info in result.disks.items())
+        print(f"{path}: ok: {len(result.members)} members, disks {disks}; "
+              f"sha256 {result.sha256}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``ova`` command; return the exit code (2 bad input, 1 failure,
+    130 interrupted)."""
+    try:
+        if args.ova_command == "assemble":
+            return _assemble(args)
+        return _verify(args)
+    except ImageBuilderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; no partial OVA was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ova`` on its own: ``main(["verify", "x.ova"])``."""
+    parser = argparse.ArgumentParser(prog="python -m imagebuilder")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subparser(sub)
+    return run(parser.parse_args(["ova", *(argv if argv is not None else sys.argv[1:])]))

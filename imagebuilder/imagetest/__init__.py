@@ -1,0 +1,1 @@
+"""Testing built images: the example cloud-init data, its keys, ssh into a VM."""

@@ -1,0 +1,3 @@
+"""Running builds: steps with cleanups, Packer, the scheduler, signals, progress, summaries, tool
+checks.
+"""

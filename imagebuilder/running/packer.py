@@ -1,0 +1,229 @@
+"""Running Packer: finding it, streaming its output to a log, stopping it cleanly."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from imagebuilder.errors import InputError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_STEP = re.compile(r"^==> [^:]+: (?P<msg>.+)$")
+REDACTED = "<sensitive>"
+
+#: Seconds Packer gets after SIGINT to clean up (destroy its VM) before SIGTERM.
+INTERRUPT_GRACE = float(os.environ.get("IB_INTERRUPT_GRACE", "60"))
+TERMINATE_GRACE = 10.0
+
+INSTALL_HINT = ("install Packer: 'apt-get install packer' on Debian, or HashiCorp's "
+                "release from their download page, then put it on PATH (or set PACKER)")
+
+
+def find_packer(env: Mapping[str, str] | None = None) -> str:
+    """The Packer executable: ``$PACKER`` or ``packer`` on PATH."""
+    env = os.environ if env is None else env
+    name = env.get("PACKER") or "packer"
+    path = shutil.which(name, path=env.get("PATH"))
+    if not path:
+        raise InputError(f"packer: not found ({name!r} is not on PATH); {INSTALL_HINT}")
+    return path
+
+
+def step_of(line: str) -> str | None:
+    """The step Packer reports in a ``==> builder: message`` line, if it is one."""
+    match = _STEP.match(_ANSI.sub("", line).rstrip())
+    return match.group("msg") if match else None
+
+
+#: Secrets shorter than this are redacted only where they stand alone (not
+#: inside a word): replacing every "p" of a log would wreck it and reveal the
+#: secret anyway. Longer ones are redacted wherever they appear.
+MIN_REDACTED_LENGTH = 4
+
+
+class Redactor:
+    """Replaces every secret value in a line with ``<sensitive>``."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        unique = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = [s for s in unique if len(s) >= MIN_REDACTED_LENGTH]
+        short = [s for s in unique if len(s) < MIN_REDACTED_LENGTH]
+        self._short = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, short))
+                                 + r")(?![A-Za-z0-9])") if short else None
+
+    def __call__(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, REDACTED)
+        if self._short:
+            line = self._short.sub(REDACTED, line)
+        return line
+
+
+#: What Packer gets when we die without stopping it (SIGKILL): it handles SIGTERM
+#: like Ctrl-C, stopping its build and destroying its VM.
+DEATH_SIGNAL = signal.SIGTERM
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_hook():
+    """A ``preexec_fn`` that asks the kernel to send DEATH_SIGNAL to the child when
+    its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
+        if os.getppid() != parent:  # we died before the request took effect
+            os.kill(os.getpid(), DEATH_SIGNAL)
+    return hook
+
+
+class _Launcher:
+    """Starts child processes from one thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not
+    the process. Our builds run in the scheduler's worker threads, which end
+    when a batch is done (and a future scheduler may end them sooner): a Packer
+    forked there would be killed mid-build when its worker exits. Forking every
+    child here instead ties its death signal to the process's lifetime. (A
+    launcher process between us and Packer would only move the problem: its
+    own death signal would follow our worker thread just the same.)
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        """``subprocess.Popen(argv, **kwargs)``, forked from the launcher thread."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, daemon=True,
+                                                name="child-launcher")
+                self._thread.start()
+        done: Future = Future()
+        self._requests.put((argv, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            argv, kwargs, done = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(argv, preexec_fn=_death_signal_hook(),
+                                                 **kwargs))
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
+
+
+_launcher = _Launcher()
+
+
+class PackerProcess:
+    """One Packer run in its own process group, its output going to ``log_path``.
+
+    Packer dies with us: if we are killed outright (SIGKILL), the kernel sends
+    it DEATH_SIGNAL (see _Launcher). ``on_line`` sees every (redacted, colour-stripped) line; ``on_step`` sees
+    each new step. ``interrupt()`` asks Packer to stop the way Ctrl-C does, so
+    it cleans up after itself, and escalates if it does not exit in time.
+    """
+
+    def __init__(self, argv: list[str], log_path: Path, cwd: Path,
+                 env: Mapping[str, str], secrets: Sequence[str] = (),
+                 on_step: Callable[[str], None] | None = None,
+                 on_line: Callable[[str], None] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self.cwd = cwd
+        self.env = dict(env)
+        self.redact = Redactor(secrets)
+        self.on_step = on_step
+        self.on_line = on_line
+        self.last_step: str | None = None
+        self.tail: list[str] = []
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._interrupted = threading.Event()
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = _launcher.popen(
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._reader = threading.Thread(target=self._pump, daemon=True,
+                                        name=f"packer-log-{self.log_path.stem}")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _pump(self) -> None:
+        assert self._proc and self._proc.stdout
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                      f"{' '.join(self.redact(a) for a in self.argv)}\n")
+            for raw in iter(self._proc.stdout.readline, b""):
+                line = self.redact(_ANSI.sub("", raw.decode("utf-8", "replace")))
+                log.write(line)
+                log.flush()
+                self.tail = (self.tail + [line.rstrip("\n")])[-40:]
+                if self.on_line:
+                    self.on_line(line.rstrip("\n"))
+                step = step_of(line)
+                if step and self.on_step:
+                    self.last_step = step
+                    self.on_step(step)
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self._proc
+        code = self._proc.wait(timeout)
+        if self._reader:
+            self._reader.join()
+        return code
+
+    def poll(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
+
+    def interrupt(self, grace: float = INTERRUPT_GRACE) -> None:
+        """Stop Packer and every process it started: SIGINT, then SIGTERM, then SIGKILL."""
+        self._interrupted.set()
+        if not self._proc or self._proc.poll() is not None:
+            return
+        for sig, wait_for in ((signal.SIGINT, grace), (signal.SIGTERM, TERMINATE_GRACE),
+                              (signal.SIGKILL, TERMINATE_GRACE)):
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self._proc.wait(wait_for)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        """Packer has exited; make sure nothing it started lives on (plugins, ansible)."""
+        assert self._proc
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
