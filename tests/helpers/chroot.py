@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Iterator
 
 from helpers.common import REPO, write_json
-
 from imagebuilder.config.catalog import parse_target
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.planning.inspect import ansible_vars
