@@ -106,18 +106,42 @@ def test_photon_setup_opens_the_saved_firewall(os_root, tmp_path):
     scripts.mkdir(parents=True, exist_ok=True)
     for name in ("ip4save", "ip6save"):
         (scripts / name).write_text(PHOTON_IPSAVE)
-    run_role(root, tmp_path, "photon", "setup", "photon")
+    repos = root / "etc/yum.repos.d"
+    repos.mkdir(parents=True, exist_ok=True)
+    for name in ("photon.repo", "site.repo"):
+        (repos / name).write_text(f"[{name}]\n")
+    (root / CALLS).unlink(missing_ok=True)
+    run_role(root, tmp_path, "photon", "setup", "photon",
+             {"disable_public_repos": "true", "extra_repos": "/srv/site.repo",
+              "extra_rpms": "jq tar"})
     for name in ("ip4save", "ip6save"):
         text = (scripts / name).read_text()
         assert ":INPUT ACCEPT [0:0]" in text and "INPUT DROP" not in text, name
         assert ":FORWARD DROP [0:0]" in text  # only the input policy changes, as upstream
+    assert sorted(p.name for p in repos.iterdir()) == ["photon.repo.disabled", "site.repo"]
+    assert calls(root) == ["tdnf distro-sync -y --refresh", "tdnf install -y jq tar"]
+
+
+def test_photon_kubernetes_packages_from_the_rpm_repository(os_root, tmp_path):
+    """Photon's pkg install: the Kubernetes repository (no dnf-style excludes) and
+    tdnf installing the versions asked for."""
+    root = os_root
+    (root / CALLS).unlink(missing_ok=True)
+    (root / "etc/yum.repos.d").mkdir(parents=True, exist_ok=True)
+    run_role(root, tmp_path, "photon", "kubernetes", "photon",
+             {"kubernetes_rpm_version": "1.37.1", "kubernetes_cni_from_release": "false",
+              "kubernetes_cni_rpm_version": "1.9.0", "crictl_source_type": "pkg",
+              "kubernetes_rpm_repo": "https://pkgs.example/rpm/"})
+    repo = (root / "etc/yum.repos.d/kubernetes.repo").read_text()
+    assert "baseurl = https://pkgs.example/rpm/" in repo and "exclude" not in repo
+    assert calls(root) == ["tdnf install -y kubelet-1.37.1 kubeadm-1.37.1 kubectl-1.37.1 "
+                           "kubernetes-cni-1.9.0 cri-tools"]
 
 
 def test_photon_sysprep_freezes_packages_and_locks_root(os_root, tmp_path):
     root = os_root
     (root / "etc/tdnf").mkdir(parents=True, exist_ok=True)
     (root / "etc/tdnf/tdnf.conf").write_text("[main]\ngpgcheck=1\nproxy=http://build-proxy:3128\n")
-    run_role(root, tmp_path, "photon", "sysprep", "packages_photon")
     run_role(root, tmp_path, "photon", "sysprep", "photon")
     conf = (root / "etc/tdnf/tdnf.conf").read_text().splitlines()
     assert f"excludepkgs={' '.join(sorted(RPMS))}" in conf
@@ -132,7 +156,7 @@ def test_redhat_sysprep_excludes_packages_from_dnf(os_root, tmp_path):
     root = os_root
     (root / "etc/dnf").mkdir(parents=True, exist_ok=True)
     (root / "etc/dnf/dnf.conf").write_text("[main]\ngpgcheck=1\nexclude=old\n")
-    run_role(root, tmp_path, "redhat", "sysprep", "packages_redhat")
+    run_role(root, tmp_path, "redhat", "sysprep", "redhat")
     conf = (root / "etc/dnf/dnf.conf").read_text().splitlines()
     assert conf[0] == "[main]"
     assert f"exclude={' '.join(sorted(RPMS))}" in conf and "exclude=old" not in conf
@@ -143,12 +167,24 @@ def test_redhat_transparent_huge_pages_madvise(os_root, tmp_path):
     root = os_root
     grub = root / "etc/default/grub"
     grub.write_text('GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet"\n')
-    run_role(root, tmp_path, "redhat", "node", "thp")
-    run_role(root, tmp_path, "redhat", "node", "thp")  # a second run adds nothing
+    run_role(root, tmp_path, "redhat", "node", "redhat")
+    run_role(root, tmp_path, "redhat", "node", "redhat")  # a second run adds nothing
     assert 'GRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet transparent_hugepage=madvise"' \
         in grub.read_text().splitlines()
     assert "grubby --update-kernel=ALL --args=transparent_hugepage=madvise" in calls(root)
 
+
+
+def test_flatcar_gpu_enables_the_nvidia_extension(os_root, tmp_path):
+    """gpu_vendor nvidia on Flatcar: the driver's system extension, no nouveau blocklist
+    and no installer (the role's main dispatching to flatcar.yml)."""
+    root = os_root
+    (root / "etc/flatcar").mkdir(parents=True, exist_ok=True)
+    run_role(root, tmp_path, "flatcar", "gpu", "main",
+             {"gpu_vendor": "nvidia", "gpu_flatcar_nvidia_sysext_name": "nvidia-drivers-999"})
+    assert (root / "etc/flatcar/enabled-sysext.conf").read_text() == "nvidia-drivers-999\n"
+    assert not (root / "etc/modprobe.d/blocklist-nouveau.conf").exists()
+    assert not list((root / "tmp").glob("nvidia.*"))
 
 # --- the guestinfo datasource for a cloud-init older than 21.3 (RHEL family) ---
 
