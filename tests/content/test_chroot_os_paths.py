@@ -292,10 +292,13 @@ def test_disk_packing_zeroes_the_deleted_blocks(os_root, tmp_path, small_disk, e
     else:
         assert "changed=0" in recap
         assert data.count(MARKER) > 1000  # the deleted file's blocks are still there
-def test_python_path_is_pythonpath_only_when_set(os_root, tmp_path):
+def test_python_path_is_pythonpath_only_when_set(os_root, tmp_path, monkeypatch):
     """node.yml's environment (ib_node_env) exports python_path as PYTHONPATH, as
     upstream's node.yml does; empty, it exports no PYTHONPATH at all."""
     root = os_root
+    # ansible-playbook passes its own environment on: the PYTHONPATH a developer runs
+    # the tests with must not stand in for the one the play sets.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     playbook = tmp_path / "env.yml"
     playbook.write_text(
         "- hosts: all\n  gather_facts: false\n  become: true\n"
