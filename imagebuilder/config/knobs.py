@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from imagebuilder.config.varfiles import GO_BOOLS, read_regular_file
+from imagebuilder.config.packer_flags import GO_BOOLS
+from imagebuilder.config.varfiles import read_regular_file
 from imagebuilder.errors import InputError
 
 TRUTHY = ("1",)

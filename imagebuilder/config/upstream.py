@@ -8,7 +8,6 @@ the playbooks, and the warnings for settings that cannot take effect.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import jinja2
@@ -16,7 +15,7 @@ import jinja2.meta
 
 from imagebuilder.config.catalog import Target
 from imagebuilder.config.checkout import Checkout
-from imagebuilder.config.template import NO_EFFECT_HERE, reach
+from imagebuilder.config.template import NO_EFFECT_HERE, playbook_pairs, reach
 from imagebuilder.config.varfiles import MergedVars
 from imagebuilder.planning import goss
 
@@ -43,9 +42,6 @@ PLANNER_INPUTS = frozenset({
 })
 
 
-_QUOTED_REF = re.compile(r'(\w+)="\{\{\s*user\s+`([^`]+)`\s*\}\}"')
-
-
 def unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[Path]:
     """Upstream's documented form for a list the playbooks get in quotes, such as
     ``"extra_rpms": "\\"nfs-utils net-tools\\""``: the carrier already quotes it, so the
@@ -53,7 +49,8 @@ def unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[
     Returns the files changed; they reach Packer as rewritten copies."""
     carriers = [str(v) for v in declared.values()]
     carriers += [str(v) for data in file_data.values() for v in data.values()]
-    quoted = {name for text in carriers for _, name in _QUOTED_REF.findall(text)}
+    quoted = {name for text in carriers for _, name, in_quotes in playbook_pairs(text)
+              if in_quotes}
     changed = set()
     for path, data in file_data.items():
         for key in quoted & set(data):
@@ -67,8 +64,8 @@ def unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[
 def set_pairs(carrier: str, values: dict[str, str]) -> str:
     """``k={{user `x`}}`` pairs of ``carrier`` whose variable is set: for names upstream
     never hands the playbooks, empty means "the role's default", as it does upstream."""
-    pairs = re.findall(r"(\w+=\{\{user `([^`]+)`\}\})", carrier)
-    return " ".join(pair for pair, name in pairs if values.get(name, "").strip())
+    return " ".join(pair for pair, name, _ in playbook_pairs(carrier)
+                    if values.get(name, "").strip())
 
 
 def cd_content_sources(value: str, root: Path) -> tuple[list[Path], list[str]]:

@@ -14,9 +14,9 @@ from helpers.common import VSPHERE, write_json
 from imagebuilder import api
 from imagebuilder.config.catalog import parse_target
 from imagebuilder.config.knobs import Knobs
-from imagebuilder.config.varfiles import BUILD_FLAGS, VALIDATE_FLAGS, split_packer_flags
+from imagebuilder.config.packer_flags import BUILD_FLAGS, VALIDATE_FLAGS, split_packer_flags
 from imagebuilder.planning.plan import plan_build
-from imagebuilder.running.packer import REDACTED, Redactor
+from imagebuilder.redaction import REDACTED, Redactor
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly me@host"
 
