@@ -21,8 +21,14 @@ from invoke import Collection, Exit, Task
 
 from imagebuilder.config.catalog import HYPERVISORS, Target
 from imagebuilder.config.checkout import find_checkout
-from imagebuilder.config.options import BUILD, BY_NAME, VALIDATE, BuildOptions, options_for, \
-    parse_jobs
+from imagebuilder.config.options import (
+    BUILD,
+    BY_NAME,
+    VALIDATE,
+    BuildOptions,
+    options_for,
+    parse_jobs,
+)
 from imagebuilder.errors import ImageBuilderError
 
 # Only what listing the tasks needs is imported here; the modules that pull in

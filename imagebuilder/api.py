@@ -53,6 +53,7 @@ class RunReport:
 
     @property
     def interrupted(self) -> bool:
+        """Whether a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run."""
         return bool(self.signal)
 
     @property
@@ -229,37 +230,41 @@ def clean(targets: list[Target], checkout: Checkout | None = None,
     return [str(p) for p in clean_targets(plans)]
 
 
+#: The helper tasks in the help overview: usage, what it does.
+HELPERS = (
+    ("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)"),
+    ("deps-ova", "check Packer, its builders/plugins, ansible, ovftool"),
+    ("vcsim-build [--target T]", "builds against the embedded vCenter simulator, OVAs "
+     "deployed back"),
+    ("vcsim [--vsphere-json PATH]", "run the simulator, write a vsphere.json"),
+    ("image-cloudinit VM", "give a vCenter VM cloud-init data (guestinfo)"),
+    ("image-ssh BUILD_DIR | image-ssh-vm VM", "ssh into a built image"),
+    ("cloudinit-keys", "generate cloudinit/id_rsa.capi"),
+    ("help", "this overview"),
+)
+
+
 def _flags(options: Iterable[Option]) -> str:
     names = [f"--{o.name}" for o in options]
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
-    """A ``make help`` style overview of the targets."""
+    """A ``make help`` style overview of the targets, their flags (from OPTIONS) and knobs."""
     checkout = checkout or find_checkout()
-    os_names = checkout.os_names()
     lines = ["Usage:", f"  {program} [-j [N]] <target> [<target> ...]", "",
              "Node OVA builds (each has validate- and clean- twins):"]
     for hv in HYPERVISORS.values():
         lines.append(f"  build-node-ova-{hv.name}-<os>".ljust(44) + hv.summary)
-        lines.append(f"  build-node-ova-{hv.name}-all".ljust(44)
-                     + f"every OS with {hv.name}")
-    lines += ["", "Helpers:",
-              "  build-all [--hypervisor HV]".ljust(44) + "every OS of one hypervisor (default local)",
-              "  deps-ova".ljust(44) + "check Packer, its builders/plugins, ansible, ovftool",
-              "  vcsim-build [--target T]".ljust(44) + "builds against the embedded vCenter simulator, "
-              "OVAs deployed back",
-              "  vcsim [--vsphere-json PATH]".ljust(44) + "run the simulator, write a vsphere.json",
-              "  image-cloudinit VM".ljust(44) + "give a vCenter VM cloud-init data (guestinfo)",
-              "  image-ssh BUILD_DIR | image-ssh-vm VM".ljust(44) + "ssh into a built image",
-              "  cloudinit-keys".ljust(44) + "generate cloudinit/id_rsa.capi",
-              "  help".ljust(44) + "this overview",
-              "", "Build flags:"]
+        lines.append(f"  build-node-ova-{hv.name}-all".ljust(44) + f"every OS with {hv.name}")
+    lines += ["", "Helpers:"]
+    lines += [f"  {usage}".ljust(44) + what for usage, what in HELPERS]
+    lines += ["", "Build flags:"]
     lines += [f"  --{o.name}{'' if o.is_switch else ' N'}".ljust(44) + o.help for o in OPTIONS]
     lines += ["  (validate- targets take " + _flags(o for o in OPTIONS if "validate" in o.commands)
               + "; " + _flags(o for o in OPTIONS if o.several_only) + " only where several "
               "targets run: the -all targets, build-all, python -m imagebuilder)",
-              "", "OSes: " + " ".join(os_names),
+              "", "OSes: " + " ".join(checkout.os_names()),
               "", "Environment: PACKER_FLAGS PACKER_VAR_FILES FOREGROUND ON_ERROR_ASK DEBUG "
               "PACKER_COLOR SSH_PRIVATE_KEY_FILE SSH_PUBLIC_KEY_FILE ANSIBLE_SCP_EXTRA_ARGS "
               "RHSM_USER RHSM_PASS FLATCAR_CHANNEL FLATCAR_VERSION VSPHERE_PASSWORD "

@@ -1,10 +1,10 @@
 """``python -m imagebuilder``: the library's command line, for scripts without invoke.
 
-    python -m imagebuilder build node-ova-local-ubuntu-2204 --dry-run
-    python -m imagebuilder build -j 4 --hypervisor vsphere --all
-    python -m imagebuilder validate node-ova-vsphere-ubuntu-2204
-    python -m imagebuilder clean node-ova-local-ubuntu-2204
-    python -m imagebuilder list | help | deps
+python -m imagebuilder build node-ova-local-ubuntu-2204 --dry-run
+python -m imagebuilder build -j 4 --hypervisor vsphere --all
+python -m imagebuilder validate node-ova-vsphere-ubuntu-2204
+python -m imagebuilder clean node-ova-local-ubuntu-2204
+python -m imagebuilder list | help | deps
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from imagebuilder.running import tools as deps
 from imagebuilder.running.progress import LineProgress, default_progress
 from imagebuilder.running.stopping import exit_code_of
 from imagebuilder.vcsim import simulation
+
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
     """One flag of OPTIONS; a count (``-j``) alone means no limit, as in make, and is

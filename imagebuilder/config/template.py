@@ -123,7 +123,7 @@ def applies_to(block: dict, builder: str) -> bool:
 
 def reach(template: dict, values: dict[str, str], builder: str | None = None,
           skip: Iterable[str] = ()) -> dict[str, set[str]]:
-    """variable -> the labels of the blocks it reaches (for one ``builder``, or all).
+    """Variable -> the labels of the blocks it reaches (for one ``builder``, or all).
 
     ``values`` are the variables' values (template defaults overlaid with the
     var files): a value naming ``{{user `y`}}`` makes ``y`` reach wherever the

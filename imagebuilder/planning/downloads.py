@@ -60,13 +60,15 @@ def _gh(repo: str) -> str:
 
 COMPONENTS = (
     Component("containerd", "containerd_version", "containerd_url", "containerd_sha256", "", False,
-              lambda v, a, _: f"{_gh('containerd/containerd')}/v{v}/containerd-{v}-linux-{a}.tar.gz",
+              lambda v, a, _: (f"{_gh('containerd/containerd')}/v{v}/"
+                               f"containerd-{v}-linux-{a}.tar.gz"),
               lambda url, v, a: f"{url}.sha256sum"),
     Component("runc", "runc_version", "runc_url", "runc_sha256", "", False,
               lambda v, a, _: f"{_gh('opencontainers/runc')}/v{v}/runc.{a}",
               lambda url, v, a: f"{_gh('opencontainers/runc')}/v{v}/runc.sha256sum"),
     Component("crictl", "crictl_version", "crictl_url", "crictl_sha256", "", False,
-              lambda v, a, _: f"{_gh('kubernetes-sigs/cri-tools')}/v{v}/crictl-v{v}-linux-{a}.tar.gz",
+              lambda v, a, _: (f"{_gh('kubernetes-sigs/cri-tools')}/v{v}/"
+                               f"crictl-v{v}-linux-{a}.tar.gz"),
               lambda url, v, a: f"{url}.sha256"),
     Component("cni", "kubernetes_cni_semver", None, "kubernetes_cni_http_checksum", "sha256:",
               True,
@@ -87,6 +89,7 @@ class Download:
     source: str     # where the checksum comes from, in words
 
     def line(self) -> str:
+        """One line for the dry run: what, which version, from where, checked how."""
         return f"{self.name} {self.version}: {self.url} ({self.checksum}; {self.source})"
 
 
@@ -169,7 +172,7 @@ def _component(comp: Component, values: dict[str, str], arch: str,
 
 
 def containerd_service_release_url(version: str) -> str:
-    """containerd's own unit at the version's tag: upstream's containerd_service_url default."""
+    """Containerd's own unit at the version's tag: upstream's containerd_service_url default."""
     return ("https://raw.githubusercontent.com/containerd/containerd/refs/tags/"
             f"v{version}/containerd.service")
 

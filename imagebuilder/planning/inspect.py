@@ -3,9 +3,9 @@
 A dry run (``--dry-run``) prints each target's exact Packer command with the files
 and values around it (``describe_plan``, ``dry_run_plans``).
 
-``render`` (``python -m imagebuilder render``, ``invoke render``) plans the target without building (problems such as missing vCenter settings
-are tolerated), renders its install files and writes the resolved variables,
-secrets redacted:
+``render`` (``python -m imagebuilder render``, ``invoke render``) plans the target
+without building (problems such as missing vCenter settings are tolerated), renders
+its install files and writes the resolved variables, secrets redacted:
 
     DIR/http/...                  what Packer's HTTP server would serve (ks.cfg, ...)
     DIR/cidata/...                what the "cidata" CD would hold (user-data, ...)

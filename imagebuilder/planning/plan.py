@@ -25,7 +25,6 @@ from imagebuilder.config.options import BuildOptions
 from imagebuilder.config.template import declared_variables
 from imagebuilder.config.upstream import (
     TEMPLATE_DEFAULTS,
-    no_effect_warnings,
     set_pairs,
     stock_install_dirs,
     unwrap_quoted,
@@ -52,6 +51,7 @@ from imagebuilder.planning.rules import (
     cd_content_problems,
     cross_checks,
     environment_checks,
+    no_effect_warnings,
     output_dir_problems,
     problems_error,
     source_problems,

@@ -11,6 +11,7 @@ environment must provide.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tempfile
@@ -22,10 +23,11 @@ from imagebuilder.config.checkout import Checkout
 from imagebuilder.config.knobs import FLATCAR_CHANNELS, FLATCAR_VERSION, Knobs
 from imagebuilder.config.packer_flags import FlagVar
 from imagebuilder.config.schema import schema_errors
-from imagebuilder.config.template import NO_EFFECT_HERE, user_refs
-from imagebuilder.config.upstream import TEMPLATE_DEFAULTS, cd_content_sources
+from imagebuilder.config.template import NO_EFFECT_HERE, reach, user_refs
+from imagebuilder.config.upstream import PLANNER_INPUTS, TEMPLATE_DEFAULTS, cd_content_sources
 from imagebuilder.config.varfiles import MergedVars
 from imagebuilder.errors import InputError
+from imagebuilder.planning import goss
 
 #: vsphere.json fields every vsphere target needs (datacenter may be omitted
 #: when the vCenter has exactly one; folder and resource_pool are optional).
@@ -264,6 +266,43 @@ def source_problems(target: Target, merged: MergedVars) -> list[str]:
             return [f"{merged.origin.get(key)}: {key}: is empty here, which hides the default "
                     f"(the base of {target.os_name}); remove the field or name a source"]
     return []
+
+
+def no_effect_warnings(checkout: Checkout, target: Target, merged: MergedVars,
+                       user_files: list[str]) -> list[str]:
+    """One line per kind of accepted-but-ineffective setting, never silence.
+
+    Only what a user's var file (``user_files``: their names as origins) or ``-var``
+    sets warns: the checkout's own config files carry upstream's values for every build."""
+    by_user = {k: o for k, o in merged.origin.items()
+               if o in user_files or o == "PACKER_FLAGS -var"}
+    warnings = [f"{by_user[name]}: {name}: has no effect on OVA builds: {why}"
+                for name, why in NO_EFFECT_HERE.items() if name in by_user and merged.get(name)]
+    idle = _idle_builder_fields(checkout, target, merged, by_user)
+    if idle:
+        warnings.append(f"{target.task_name('build')}: {', '.join(idle)}: no effect on this "
+                        f"target (its builder {target.hypervisor.builder} has no such field)")
+    return warnings
+
+
+def _idle_builder_fields(checkout: Checkout, target: Target, merged: MergedVars,
+                         by_user: dict[str, str]) -> list[str]:
+    """Builder settings of other builders (http_ip on vmware-iso, which Packer 1.6.6 lacks;
+    remote_* on vSphere targets) that the user set. Site files (vsphere.json, vmx.json) are
+    layered for every target by many users, and base builds skip the playbooks by design:
+    their fields are not listed."""
+    template = json.loads(checkout.node_template.read_text())
+    provisioner = checkout.packer_dir / "goss" / "provisioner.json"
+    if provisioner.is_file():
+        template = goss.template_with_goss(checkout.node_template, provisioner)
+    here = reach(template, merged.values, target.hypervisor.builder)
+    anywhere = reach(template, merged.values)
+    site: set[str] = set()
+    for name in ("vsphere.json", "vmx.json"):
+        site |= set(json.loads((checkout.ova_dir / name).read_text()))
+    return [k for k in sorted(by_user) if k not in site and not here.get(k)
+            and k not in PLANNER_INPUTS and anywhere.get(k)
+            and all(label.startswith("builder:") for label in anywhere[k])]
 
 
 def combine_target_problems(per_target: list[tuple[str, list[str]]],
