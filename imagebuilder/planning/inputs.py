@@ -18,7 +18,7 @@ from imagebuilder.config.schema import schema_for
 from imagebuilder.config.upstream import TEMPLATE_DEFAULTS
 from imagebuilder.config.varfiles import MergedVars, VarLayer, merge, read_var_file
 from imagebuilder.errors import InputError
-from imagebuilder.planning.rules import schema_problems
+from imagebuilder.planning.rules import file_schema_problems
 
 
 def shown(checkout: Checkout, path: Path) -> str:
@@ -87,7 +87,7 @@ def read_var_files(checkout: Checkout, target: Target, knobs: Knobs,
         read.data[layer.path] = data
         read.named.append((where, data))
         kind = schema_for(layer.role, layer.path, target.hypervisor.vsphere)
-        lines, fields = schema_problems(kind, data, where)
+        lines, fields = file_schema_problems(kind, data, where)
         read.problems += lines
         read.bad_fields |= fields
     return read

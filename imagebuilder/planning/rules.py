@@ -52,7 +52,7 @@ _SEMVER = re.compile(r"^v(\d+)\.(\d+)\.\d+")
 Where = Callable[[str, str], str]
 
 
-def schema_problems(kind: str, data: dict, where: str) -> tuple[list[str], set[str]]:
+def file_schema_problems(kind: str, data: dict, where: str) -> tuple[list[str], set[str]]:
     """The problem lines of one var file against the schema ``kind``, and the fields
     they name (rules over those fields say nothing more about them)."""
     found = schema_errors(kind, data)
