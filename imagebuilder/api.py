@@ -261,9 +261,9 @@ def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
     lines += [f"  {usage}".ljust(44) + what for usage, what in HELPERS]
     lines += ["", "Build flags:"]
     lines += [f"  --{o.name}{'' if o.is_switch else ' N'}".ljust(44) + o.help for o in OPTIONS]
-    lines += ["  (validate- targets take " + _flags(o for o in OPTIONS if "validate" in o.commands)
-              + "; " + _flags(o for o in OPTIONS if o.several_only) + " only where several "
-              "targets run: the -all targets, build-all, python -m imagebuilder)",
+    lines += ["  " + _flags(o for o in OPTIONS if o.several_only) + ": only where several "
+              "targets run (the -all targets, build-all, python -m imagebuilder)",
+              "  validate takes only " + _flags(o for o in OPTIONS if "validate" in o.commands),
               "", "OSes: " + " ".join(checkout.os_names()),
               "", "Environment: PACKER_FLAGS PACKER_VAR_FILES FOREGROUND ON_ERROR_ASK DEBUG "
               "PACKER_COLOR SSH_PRIVATE_KEY_FILE SSH_PUBLIC_KEY_FILE ANSIBLE_SCP_EXTRA_ARGS "

@@ -39,7 +39,8 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
     if option.is_switch:
         parser.add_argument(*flags, action="store_true", help=option.help)
     else:
-        parser.add_argument(*flags, nargs="?", const="0", default="1", help=option.help)
+        parser.add_argument(*flags, nargs="?", const="0", default="1", metavar="N",
+                            help=f"{option.help}; -j alone: no limit (as in make)")
 
 
 def _add_targets(parser: argparse.ArgumentParser) -> None:
