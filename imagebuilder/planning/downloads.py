@@ -130,7 +130,6 @@ def resolve(values: dict[str, str], origin: Callable[[str], str],
     elif unit:
         result.problems.append(unit)
     result.downloads += _kubernetes(values, arch)
-    result.problems += _kubernetes_problems(values, origin)
     return result
 
 
@@ -199,25 +198,6 @@ def _containerd_service(values: dict[str, str], origin: Callable[[str], str],
                 "neither a sha256 digest (64 hex digits) nor the URL of a checksum file")
     return Download("containerd.service", version, url, checksum,
                     f"containerd_service_sha256 from {origin('containerd_service_sha256')}")
-
-
-def _kubernetes_problems(values: dict[str, str], origin: Callable[[str], str]) -> list[str]:
-    """The package versions and repository series must be those of kubernetes_semver:
-    a version changed alone would otherwise install another Kubernetes."""
-    semver = values.get("kubernetes_semver", "")
-    match = re.match(r"^v([0-9]+)\.([0-9]+)\.[0-9]+", semver)
-    if not match or values.get("kubernetes_source_type") != "pkg":
-        return []
-    bare = semver[1:]
-    problems = []  # kubernetes_series against kubernetes_semver: plan's value checks
-    deb = values.get("distro_name") in ("ubuntu", "debian")
-    var = "kubernetes_deb_version" if deb else "kubernetes_rpm_version"
-    version = values.get(var, "")
-    if version and not (version == bare or version.startswith(bare + "-")):
-        problems.append(f"{origin(var)}: {var}: {version} is not a package of kubernetes_semver "
-                        f"{semver}; set it to {bare}{'-1.1' if deb else ''} (or the package "
-                        "revision you want)")
-    return problems
 
 
 def _given_checksum(text: str) -> str:

@@ -51,6 +51,8 @@ from imagebuilder.planning.rules import (
     cd_content_problems,
     cross_checks,
     environment_checks,
+    knob_problems,
+    kubernetes_package_problems,
     no_effect_warnings,
     output_dir_problems,
     problems_error,
@@ -187,7 +189,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     """
     flags = packer_flags(knobs, action)
     layers, user_layers = var_file_layers(checkout, target, knobs, flags.var_files)
-    problems = flags.problems + knobs.problems(action == "build")
+    problems = flags.problems + knob_problems(knobs, action == "build")
     if strict:
         problems += output_dir_problems(checkout)
     read = read_var_files(checkout, target, knobs, layers + user_layers)
@@ -207,6 +209,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     if not read.unreadable:
         problems += cross_checks(target, knobs, merged, read.bad_fields)
     problems += environment_checks(knobs, merged) + fetched.problems
+    problems += kubernetes_package_problems(resolved, origin)
     problems += cd_content_problems(resolved, origin("cd_content_location"), checkout.root)
     if problems and strict:
         raise problems_error(target.task_name(action), problems)

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 from imagebuilder.config.catalog import Target
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.config.knobs import FLATCAR_CHANNELS, FLATCAR_VERSION, Knobs
-from imagebuilder.config.packer_flags import FlagVar
+from imagebuilder.config.packer_flags import GO_BOOLS, FlagVar
 from imagebuilder.config.schema import schema_errors
 from imagebuilder.config.template import NO_EFFECT_HERE, reach, user_refs
 from imagebuilder.config.upstream import PLANNER_INPUTS, TEMPLATE_DEFAULTS, cd_content_sources
@@ -238,6 +238,46 @@ def _ceph_problems(values: dict[str, str], where: Where) -> list[str]:
             and not values.get("additional_s3_endpoint", "").strip()):
         return [f"{where('additional_s3_ceph', '')}: additional_s3_ceph: Ceph RGW has no "
                 "default endpoint; set additional_s3_endpoint to its URL"]
+    return []
+
+
+def knob_problems(knobs: Knobs, building: bool) -> list[str]:
+    """Problem lines of the environment knobs themselves, one per knob, every one at once."""
+    problems = []
+    if building and knobs.packer_color and knobs.packer_color not in GO_BOOLS:
+        problems.append(f"environment: PACKER_COLOR: {knobs.packer_color!r} is not "
+                        "true or false")
+    for var, path in (("SSH_PRIVATE_KEY_FILE", knobs.ssh_private_key_file),
+                      ("SSH_PUBLIC_KEY_FILE", knobs.ssh_public_key_file)):
+        if path and not Path(path).is_file():
+            problems.append(f"environment: {var}: {path} does not exist"
+                            if not Path(path).exists() else
+                            f"environment: {var}: {path} is not a regular file")
+    if knobs.ssh_public_key_file and Path(knobs.ssh_public_key_file).is_file():
+        try:
+            knobs.public_key()
+        except InputError as exc:
+            problems.append(exc.message)
+    return problems
+
+
+def kubernetes_package_problems(values: dict[str, str],
+                                origin: Callable[[str], str]) -> list[str]:
+    """The package version must be one of kubernetes_semver (``origin``: the file that set a
+    variable): a version changed alone would otherwise install another Kubernetes; its
+    repository series is checked against kubernetes_semver by cross_checks."""
+    semver = values.get("kubernetes_semver", "")
+    match = _SEMVER.match(semver)
+    if not match or values.get("kubernetes_source_type") != "pkg":
+        return []
+    bare = semver[1:]
+    deb = values.get("distro_name") in ("ubuntu", "debian")
+    var = "kubernetes_deb_version" if deb else "kubernetes_rpm_version"
+    version = values.get(var, "")
+    if version and not (version == bare or version.startswith(bare + "-")):
+        return [f"{origin(var)}: {var}: {version} is not a package of kubernetes_semver "
+                f"{semver}; set it to {bare}{'-1.1' if deb else ''} (or the package "
+                "revision you want)"]
     return []
 
 
