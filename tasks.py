@@ -12,6 +12,7 @@ Every task here only translates flags and exit codes; the work is in imagebuilde
 from __future__ import annotations
 
 import functools
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,15 @@ from invoke import Collection, Exit, Task
 
 from imagebuilder.config.catalog import HYPERVISORS, Target
 from imagebuilder.config.checkout import find_checkout
-from imagebuilder.config.options import OPTION_HELP, BuildOptions
-from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
+from imagebuilder.config.options import (
+    BUILD,
+    BY_NAME,
+    VALIDATE,
+    BuildOptions,
+    options_for,
+    parse_jobs,
+)
+from imagebuilder.errors import ImageBuilderError
 
 # Only what listing the tasks needs is imported here; the modules that pull in
 # pyVmomi and jsonschema (api, simulation, deps) are imported by the task that
@@ -34,14 +42,7 @@ from imagebuilder.running.progress import (
 )
 from imagebuilder.running.stopping import exit_code_of
 
-RUN_HELP = {
-    "dry-run": "print the packer command(s), secrets redacted; run nothing",
-    "jobs": "run up to N builds at once (0: no limit); default: -j / INVOKE_BUILD_JOBS / 1",
-    "fail-fast": "stop the other builds as soon as one fails",
-    "stream": "echo Packer's output, each line prefixed with its target",
-    **OPTION_HELP,
-}
-OPTION_FLAGS = tuple(OPTION_HELP)
+HYPERVISOR_HELP = "local (default), local-base, local-vmx, vsphere, vsphere-base or vsphere-clone"
 
 
 def _user_facing(body):
@@ -59,19 +60,10 @@ def _user_facing(body):
 
 def _jobs(c, jobs) -> int:
     """Task flag, then invoke config ``build.jobs`` (INVOKE_BUILD_JOBS, core -j), then 1."""
-    source = "--jobs"
-    if jobs is None:
-        jobs, source = c.config.get("build", {}).get("jobs"), "INVOKE_BUILD_JOBS (or -j)"
-    if jobs is None:
-        return 1
-    try:
-        value = int(str(jobs).strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise Exit(f"error: {source}: {jobs!r} is not a number of builds; give a whole "
-                   "number of 0 (no limit) or more", code=EXIT_BAD_INPUT)
-    return value
+    if jobs is not None:
+        return parse_jobs(jobs, "--jobs")
+    jobs = c.config.get("build", {}).get("jobs")
+    return 1 if jobs is None else parse_jobs(jobs, "INVOKE_BUILD_JOBS (or -j)")
 
 
 def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
@@ -80,7 +72,7 @@ def _run(c, targets: list[Target], action: str, dry_run=False, jobs=None,
     progress = LineProgress() if stream else default_progress()
     report = api.run(targets, action, jobs=_jobs(c, jobs), fail_fast=fail_fast,
                      dry_run=dry_run, progress=progress, stream=stream,
-                     options=BuildOptions(**options))
+                     options=BuildOptions.from_flags(options))
     if report.exit_code:
         raise Exit(code=report.exit_code)
 
@@ -89,6 +81,17 @@ def _make(name: str, doc: str, body, help: dict | None = None) -> Task:
     body.__doc__ = doc
     body.__name__ = name.replace("-", "_")
     return Task(_user_facing(body), name=name, help=help or {})
+
+
+def _with_options(body, action: str, several: bool, extra: tuple[inspect.Parameter, ...] = ()):
+    """``body(c, **flags)`` given the signature invoke reads a task's flags from (its
+    own ``extra`` parameters, then the options of OPTIONS for ``action``), and their help."""
+    options = options_for(action, several)
+    params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD), *extra]
+    params += [inspect.Parameter(o.attr, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=o.default) for o in options]
+    body.__signature__ = inspect.Signature(params)
+    return body, {o.name: o.help for o in options}
 
 
 def target_task(target: Target, action: str) -> Task:
@@ -101,42 +104,37 @@ def target_task(target: Target, action: str) -> Task:
         return _make(target.task_name(action),
                      f"Remove the output, work files and logs of {target.name}.", body)
 
-    if action == "validate":
-        def body(c, dry_run=False, stream=False):
-            _run(c, [target], action, dry_run=dry_run, stream=stream)
+    if action == VALIDATE:
+        def body(c, **flags):
+            _run(c, [target], action, **flags)
         return _make(target.task_name(action), f"Run packer validate for {target.os_name}: "
-                     f"{hv.summary}.", body, {k: RUN_HELP[k] for k in ("dry-run", "stream")})
+                     f"{hv.summary}.", *_with_options(body, VALIDATE, several=False))
 
-    def batch(c, targets, dry_run=False, stream=False, force=False, prepare_template=False,
-              keep_on_failure=False, no_deps=False):
-        _run(c, targets, action, dry_run=dry_run, stream=stream, force=force,
-             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
+    def batch(c, targets, **flags):
+        _run(c, targets, action, **flags)
 
-    def body(c, dry_run=False, stream=False, force=False, prepare_template=False,
-             keep_on_failure=False, no_deps=False):
-        batch(c, [target], dry_run, stream, force, prepare_template, keep_on_failure, no_deps)
-    task = _make(target.task_name(action), f"Build {target.os_name}: {hv.summary}.", body,
-                 {k: RUN_HELP[k] for k in ("dry-run", "stream", *OPTION_FLAGS)})
+    def body(c, **flags):
+        batch(c, [target], **flags)
+    task = _make(target.task_name(action), f"Build {target.os_name}: {hv.summary}.",
+                 *_with_options(body, BUILD, several=False))
     # Several build targets on one command line run as one batch (see executor.py).
-    task.ib_target, task.ib_batch = target, _user_facing(batch)
+    task.ib_target = target
+    task.ib_batch = _user_facing(batch)
     return task
 
 
 def hypervisor_all_task(hv_name: str) -> Task:
-    def body(c, dry_run=False, jobs=None, fail_fast=False, stream=False, force=False,
-             prepare_template=False, keep_on_failure=False, no_deps=False):
+    def body(c, **flags):
         from imagebuilder import api
-        _run(c, api.targets_of(hv_name), "build", dry_run, jobs, fail_fast, stream, force=force,
-             prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
+        _run(c, api.targets_of(hv_name), BUILD, **flags)
     return _make(f"build-node-ova-{hv_name}-all",
-                 f"Build every OS with {hv_name}: {HYPERVISORS[hv_name].summary}.", body, RUN_HELP)
+                 f"Build every OS with {hv_name}: {HYPERVISORS[hv_name].summary}.",
+                 *_with_options(body, BUILD, several=True))
 
 
-def build_all(c, hypervisor="local", dry_run=False, jobs=None, fail_fast=False, stream=False,
-              force=False, prepare_template=False, keep_on_failure=False, no_deps=False):
+def build_all(c, hypervisor="local", **flags):
     from imagebuilder import api
-    _run(c, api.targets_of(hypervisor), "build", dry_run, jobs, fail_fast, stream, force=force,
-         prepare_template=prepare_template, keep_on_failure=keep_on_failure, no_deps=no_deps)
+    _run(c, api.targets_of(hypervisor), BUILD, **flags)
 
 
 def vcsim_build(c, target="build-node-ova-vsphere-clone-ubuntu-2204", jobs=None):
@@ -237,9 +235,11 @@ def namespace() -> Collection:
             for action in ("build", "validate", "clean"):
                 ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), action))
         ns.add_task(hypervisor_all_task(hv_name))
-    ns.add_task(_make("build-all", "Build every OS of one hypervisor (default: local).",
-                      build_all, dict(RUN_HELP, hypervisor="local (default), local-base, "
-                                      "local-vmx, vsphere, vsphere-base or vsphere-clone")))
+    body, options_help = _with_options(build_all, BUILD, several=True, extra=(
+        inspect.Parameter("hypervisor", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default="local"),))
+    ns.add_task(_make("build-all", "Build every OS of one hypervisor (default: local).", body,
+                      dict(options_help, hypervisor=HYPERVISOR_HELP)))
     ns.add_task(_make("ova-assemble", "Make the OVA of a Packer build directory (what the "
                       "build's ova post-processor runs).", ova_assemble,
                       {"build-dir": "e.g. output/ubuntu-2204-kube-v1.37.1",
@@ -263,7 +263,7 @@ def namespace() -> Collection:
                       "(starts and stops it), verify their OVAs and deploy them back as "
                       "templates.", vcsim_build,
                       {"target": "comma-separated targets (default: "
-                       "build-node-ova-vsphere-clone-ubuntu-2204)", "jobs": RUN_HELP["jobs"]}))
+                       "build-node-ova-vsphere-clone-ubuntu-2204)", "jobs": BY_NAME["jobs"].help}))
     ns.add_task(_make("vcsim", "Run the vCenter simulator in the foreground and write a "
                       "vsphere.json for it.", vcsim,
                       {"vsphere-json": "where to write it (default output/vcsim/vsphere.json)"}))

@@ -13,8 +13,7 @@ from typing import IO, Iterable
 from imagebuilder.config.catalog import HYPERVISORS, Target, all_targets, parse_target
 from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import Knobs
-from imagebuilder.config.options import BuildOptions
-from imagebuilder.config.validation import combine_target_problems
+from imagebuilder.config.options import OPTIONS, BuildOptions, Option
 from imagebuilder.errors import (
     EXIT_BAD_INPUT,
     EXIT_BUILD_FAILED,
@@ -23,7 +22,9 @@ from imagebuilder.errors import (
     InputError,
 )
 from imagebuilder.planning.bases import base_target, needs_base, required_bases
+from imagebuilder.planning.inspect import dry_run_plans
 from imagebuilder.planning.plan import BuildPlan, plan_build
+from imagebuilder.planning.rules import raise_target_problems
 from imagebuilder.running import summary
 from imagebuilder.running.build import (
     BUSY,
@@ -52,6 +53,7 @@ class RunReport:
 
     @property
     def interrupted(self) -> bool:
+        """Whether a signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run."""
         return bool(self.signal)
 
     @property
@@ -90,7 +92,7 @@ def plan_all(targets: list[Target], action: str, checkout: Checkout | None = Non
             plans.append(plan_build(checkout, target, knobs, action, options=options))
         except InputError as exc:
             found.append((target.task_name(action), exc.problems or [exc.message]))
-    _raise_problems(found, len(targets))
+    raise_target_problems(found, len(targets))
     return plans
 
 
@@ -123,62 +125,6 @@ def _refuse_clashes(plans: list[BuildPlan]) -> None:
     if problems:
         raise InputError("builds of this run would overwrite each other; nothing was started",
                          problems)
-
-
-def _raise_problems(found: list[tuple[str, list[str]]], checked: int) -> None:
-    """One InputError for the problems of every target: each problem said once,
-    with the targets it affects when more than one target was checked."""
-    if not found:
-        return
-    problems = combine_target_problems(found, checked)
-    who = f"{found[0][0]}: " if checked == 1 else ""
-    raise InputError(f"{who}{len(problems)} problem{'s' if len(problems) > 1 else ''} in the "
-                     "configuration; nothing was started", problems)
-
-
-def describe_plan(plan: BuildPlan) -> str:
-    """What a dry run prints for one plan: the exact command, with nothing secret in it."""
-    lines = [f"# {plan.target.task_name(plan.action)}",
-             f"# working directory: {plan.checkout.root}",
-             f"# output: {plan.artifact_dir}",
-             f"# log: {plan.log_path}"]
-    generated = ", ".join(f"{k}=<sensitive>" if k in ("ssh_password", "password")
-                          else f"{k}=<{len(v.split())} playbook variables>" if k == "ib_ansible_vars"
-                          else f"{k}={v}" for k, v in sorted(plan.generated.items()))
-    lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
-    for original, copy in plan.normalised.items():
-        lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")
-    for download in plan.downloads:
-        lines.append(f"# download: {download.line()}")
-    for warning in plan.warnings:
-        lines.append(f"# warning: {warning}")
-    if plan.knobs.ansible_scp_extra_args:
-        lines.append(f"ANSIBLE_SCP_EXTRA_ARGS={plan.knobs.ansible_scp_extra_args} \\")
-    lines.append(plan.command_line())
-    return "\n".join(lines)
-
-
-def dry_run_plans(targets: list[Target], action: str, out: IO[str],
-                  checkout: Checkout, knobs: Knobs | None = None) -> None:
-    """Print each target's command; then raise the problems of all of them, if any.
-
-    The command is printed even for a target whose configuration has
-    problems, so that the layering can be seen on a fresh checkout.
-    """
-    knobs = knobs or Knobs.from_env()
-    found = []
-    for target in targets:
-        try:
-            plan = plan_build(checkout, target, knobs, action)
-        except InputError as exc:
-            found.append((target.task_name(action), exc.problems or [exc.message]))
-            print(f"# NOT RUNNABLE: {len(found[-1][1])} problem(s), listed at the end", file=out)
-            try:
-                plan = plan_build(checkout, target, knobs, action, strict=False)
-            except InputError:
-                continue  # not even its files can be named (no such OS file)
-        print(describe_plan(plan), file=out)
-    _raise_problems(found, len(targets))
 
 
 def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
@@ -284,27 +230,41 @@ def clean(targets: list[Target], checkout: Checkout | None = None,
     return [str(p) for p in clean_targets(plans)]
 
 
+#: The helper tasks in the help overview: usage, what it does.
+HELPERS = (
+    ("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)"),
+    ("deps-ova", "check Packer, its builders/plugins, ansible, ovftool"),
+    ("vcsim-build [--target T]", "builds against the embedded vCenter simulator, OVAs "
+     "deployed back"),
+    ("vcsim [--vsphere-json PATH]", "run the simulator, write a vsphere.json"),
+    ("image-cloudinit VM", "give a vCenter VM cloud-init data (guestinfo)"),
+    ("image-ssh BUILD_DIR | image-ssh-vm VM", "ssh into a built image"),
+    ("cloudinit-keys", "generate cloudinit/id_rsa.capi"),
+    ("help", "this overview"),
+)
+
+
+def _flags(options: Iterable[Option]) -> str:
+    names = [f"--{o.name}" for o in options]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
 def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
-    """A ``make help`` style overview of the targets."""
+    """A ``make help`` style overview of the targets, their flags (from OPTIONS) and knobs."""
     checkout = checkout or find_checkout()
-    os_names = checkout.os_names()
     lines = ["Usage:", f"  {program} [-j [N]] <target> [<target> ...]", "",
              "Node OVA builds (each has validate- and clean- twins):"]
     for hv in HYPERVISORS.values():
         lines.append(f"  build-node-ova-{hv.name}-<os>".ljust(44) + hv.summary)
-        lines.append(f"  build-node-ova-{hv.name}-all".ljust(44)
-                     + f"every OS with {hv.name}")
-    lines += ["", "Helpers:",
-              "  build-all [--hypervisor HV]".ljust(44) + "every OS of one hypervisor (default local)",
-              "  deps-ova".ljust(44) + "check Packer, its builders/plugins, ansible, ovftool",
-              "  vcsim-build [--target T]".ljust(44) + "builds against the embedded vCenter simulator, "
-              "OVAs deployed back",
-              "  vcsim [--vsphere-json PATH]".ljust(44) + "run the simulator, write a vsphere.json",
-              "  image-cloudinit VM".ljust(44) + "give a vCenter VM cloud-init data (guestinfo)",
-              "  image-ssh BUILD_DIR | image-ssh-vm VM".ljust(44) + "ssh into a built image",
-              "  cloudinit-keys".ljust(44) + "generate cloudinit/id_rsa.capi",
-              "  help".ljust(44) + "this overview",
-              "", "OSes: " + " ".join(os_names),
+        lines.append(f"  build-node-ova-{hv.name}-all".ljust(44) + f"every OS with {hv.name}")
+    lines += ["", "Helpers:"]
+    lines += [f"  {usage}".ljust(44) + what for usage, what in HELPERS]
+    lines += ["", "Build flags:"]
+    lines += [f"  --{o.name}{'' if o.is_switch else ' N'}".ljust(44) + o.help for o in OPTIONS]
+    lines += ["  " + _flags(o for o in OPTIONS if o.several_only) + ": only where several "
+              "targets run (the -all targets, build-all, python -m imagebuilder)",
+              "  validate takes only " + _flags(o for o in OPTIONS if "validate" in o.commands),
+              "", "OSes: " + " ".join(checkout.os_names()),
               "", "Environment: PACKER_FLAGS PACKER_VAR_FILES FOREGROUND ON_ERROR_ASK DEBUG "
               "PACKER_COLOR SSH_PRIVATE_KEY_FILE SSH_PUBLIC_KEY_FILE ANSIBLE_SCP_EXTRA_ARGS "
               "RHSM_USER RHSM_PASS FLATCAR_CHANNEL FLATCAR_VERSION VSPHERE_PASSWORD "

@@ -19,7 +19,8 @@ from invoke.parser import Parser
 from invoke.util import Lexicon
 
 import imagebuilder
-from imagebuilder.errors import EXIT_BAD_INPUT
+from imagebuilder.config.options import parse_jobs
+from imagebuilder.errors import EXIT_BAD_INPUT, InputError
 from imagebuilder.running.stopping import exit_code_of
 
 from .executor import BuildExecutor
@@ -47,17 +48,14 @@ def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], 
             break
         if tok in ("-j", "--jobs"):
             nxt = argv[i + 1] if i + 1 < len(argv) else ""
-            if re.fullmatch(r"[-+]\d+(\.\d*)?|\d+\.\d*", nxt):  # -j -1, -j 2.5
-                _bad_jobs(nxt)
-            if nxt.isdigit():
-                jobs, i = nxt, i + 2
+            if re.fullmatch(r"[-+]?\d+(\.\d*)?", nxt):  # a count, good or not: 4, -1, 2.5
+                jobs, i = _count(nxt), i + 2
             else:
                 jobs, i = UNLIMITED, i + 1
             continue
         if tok.startswith("--jobs=") or (tok.startswith("-j") and not tok.startswith("--")):
-            jobs = tok.split("=", 1)[1] if tok.startswith("--jobs=") else tok[2:].lstrip("=")
-            if not jobs.isdigit():
-                _bad_jobs(jobs)
+            jobs = _count(tok.split("=", 1)[1] if tok.startswith("--jobs=")
+                          else tok[2:].lstrip("="))
             i += 1
             continue
         out.append(tok)
@@ -68,9 +66,12 @@ def split_core_jobs(argv: list[str], value_flags: set[str]) -> tuple[list[str], 
     return out, jobs
 
 
-def _bad_jobs(value: str):
-    raise Exit(f"error: -j/--jobs: {value!r} is not a number of builds; give a whole number "
-               "of 0 (no limit) or more, or -j alone", code=EXIT_BAD_INPUT)
+def _count(value: str) -> str:
+    """The job count of core ``-j``, checked; bad input is invoke's Exit with code 2."""
+    try:
+        return str(parse_jobs(value, "-j/--jobs", hint=", or -j alone"))
+    except InputError as exc:
+        raise Exit(f"error: {exc}", code=exc.exit_code) from None
 
 
 def unknown_task_message(token: str, names: list[str]) -> str:

@@ -55,10 +55,12 @@ class Target:
         return f"{TARGET_PREFIX}{self.hypervisor.name}-{self.os_name}"
 
     def task_name(self, action: str) -> str:
+        """The invoke task (and make target) of ``action`` on this target."""
         return f"{action}-{self.name}"
 
 
 def hypervisor(name: str) -> Hypervisor:
+    """The hypervisor called ``name``; InputError naming the known ones otherwise."""
     try:
         return HYPERVISORS[name]
     except KeyError:

@@ -33,30 +33,37 @@ class Checkout:
 
     @property
     def packer_dir(self) -> Path:
+        """The Packer tree: the template, its var files, install files, roles."""
         return self.root / "packer"
 
     @property
     def node_template(self) -> Path:
+        """The Packer template every target runs (``packer/node.json``)."""
         return self.packer_dir / "node.json"
 
     @property
     def packer_common(self) -> Path:
+        """``packer/packer-common.json``, layered after PACKER_FLAGS."""
         return self.packer_dir / "packer-common.json"
 
     @property
     def config_dir(self) -> Path:
+        """The common var files' directory (``packer/config/``)."""
         return self.packer_dir / "config"
 
     @property
     def ova_dir(self) -> Path:
+        """The OS catalog (``ova/<os>.json``) and the site files vsphere.json, vmx.json."""
         return self.root / "ova"
 
     @property
     def output_dir(self) -> Path:
+        """Where builds write: ``IB_OUTPUT_DIR``, else ``output/`` of the checkout."""
         return Path(os.environ.get("IB_OUTPUT_DIR") or self.root / "output")
 
     @property
     def logs_dir(self) -> Path:
+        """One log per target and action, and the run summaries."""
         return self.output_dir / "logs"
 
     @property
@@ -65,9 +72,11 @@ class Checkout:
         return self.output_dir / ".work"
 
     def common_var_files(self) -> list[Path]:
+        """The common var files of ``packer/config/``, in upstream's order."""
         return [self.config_dir / name for name in COMMON_VAR_FILES]
 
     def os_file(self, os_name: str) -> Path:
+        """The catalog entry of an OS: ``ova/<os>.json``."""
         return self.ova_dir / f"{os_name}.json"
 
     def os_names(self) -> list[str]:

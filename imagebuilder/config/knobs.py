@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from imagebuilder.config.varfiles import GO_BOOLS, read_regular_file
+from imagebuilder.config.varfiles import read_regular_file
 from imagebuilder.errors import InputError
 
 TRUTHY = ("1",)
@@ -138,7 +138,7 @@ class Knobs:
         Colour defaults to off (upstream: on) because Packer's output goes to
         a log file and a progress line, not straight to a terminal; a ``-color``
         already in ``PACKER_FLAGS`` (``color_given``) is left to decide, where the
-        Makefile would override it. Knobs with problems (see ``problems``) add nothing.
+        Makefile would override it. Knobs with problems (planning.rules.knob_problems) add nothing.
         """
         flags: list[str] = []
         if building and not color_given:
@@ -153,7 +153,7 @@ class Knobs:
             try:
                 flags.append(f"-var=ssh_public_key={self.public_key()}")
             except InputError:
-                pass  # reported by problems()
+                pass  # reported by planning.rules.knob_problems
         if self.debug:
             flags.append("-debug")
         return flags
@@ -174,25 +174,6 @@ class Knobs:
             raise InputError(f"{shown}: {what}; it must hold one public key line such as "
                              "'ssh-ed25519 AAAA... me@host' (without quotes or backslashes)")
         return lines[0]
-
-    def problems(self, building: bool) -> list[str]:
-        """Problem lines of the knobs themselves, one per knob, every one at once."""
-        problems = []
-        if building and self.packer_color and self.packer_color not in GO_BOOLS:
-            problems.append(f"environment: PACKER_COLOR: {self.packer_color!r} is not "
-                            "true or false")
-        for var, path in (("SSH_PRIVATE_KEY_FILE", self.ssh_private_key_file),
-                          ("SSH_PUBLIC_KEY_FILE", self.ssh_public_key_file)):
-            if path and not Path(path).is_file():
-                problems.append(f"environment: {var}: {path} does not exist"
-                                if not Path(path).exists() else
-                                f"environment: {var}: {path} is not a regular file")
-        if self.ssh_public_key_file and Path(self.ssh_public_key_file).is_file():
-            try:
-                self.public_key()
-            except InputError as exc:
-                problems.append(exc.message)
-        return problems
 
     def packer_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a Packer process: secrets travel here, not in argv."""

@@ -33,4 +33,5 @@ def artifact_dir(output_root: Path, build_name: str, kubernetes_semver: str) -> 
 
 
 def base_artifact_dir(output_root: Path, build_name: str) -> Path:
+    """``output/<build_name>-base/``: where a local base build leaves its VM."""
     return output_root / base_vm_name(build_name)

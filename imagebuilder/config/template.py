@@ -1,19 +1,27 @@
-"""Which builder, provisioner or post-processor of the template each variable reaches.
+"""The template's variables: which it declares, how values name them, where each one reaches.
 
-A variable reaches a block when the block's fields name it with
-``{{user `x`}}``, directly or through another variable's value (such as
-``ansible_common_vars``, which carries dozens of them to the playbooks).
+A template names a variable with ``{{user `x`}}`` (``REFERENCE``). A variable reaches a
+block (a builder, provisioner or post-processor) when the block's fields name it,
+directly or through another variable's value (such as ``ansible_common_vars``, which
+carries dozens of them to the playbooks).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
-_USER = re.compile(r"user\s+`([^`]+)`")
-_USER_TAG = re.compile(r"\{\{\s*user\s+`([^`]+)`\s*\}\}")
+#: How a template names a variable, ``{{user `x`}}`` (spaces inside the braces allowed, as
+#: Packer allows them), and the environment, ``{{env `X`}}``: groups ``kind`` and ``name``.
+#: Every reading of these references goes through this pattern and the helpers below.
+REFERENCE = re.compile(r"\{\{\s*(?P<kind>user|env)\s+`(?P<name>[^`]+)`\s*\}\}")
+#: A variable named inside any template expression, ``{{ split (user `x`) "," 0 }}`` too.
+_USER_NAMED = re.compile(r"user\s+`(?P<name>[^`]+)`")
+#: ``k={{user `x`}}`` and ``k="{{user `x`}}"``: a playbook variable a carrier value hands on.
+_PAIR = re.compile(r'(?P<key>\w+)=(?P<quote>"?)' + REFERENCE.pattern + r"(?P=quote)")
 
 #: Names upstream image-builder's shared config files carry that configure
 #: other platforms only (or nothing at all): accepted, with a one-line warning
@@ -31,11 +39,40 @@ NO_EFFECT_HERE = {
 }
 
 
+def expand(text: str, values: Mapping[str, str], env: Mapping[str, str] | None = None) -> str:
+    """``text`` with each ``{{user `x`}}`` replaced by ``values[x]`` (empty when unset) and,
+    given ``env``, each ``{{env `X`}}`` by ``env[X]``; without ``env`` those stay as they are,
+    as do Packer's own build-time variables (``{{ .HTTPIP }}``)."""
+    def one(match: re.Match[str]) -> str:
+        if match["kind"] == "user":
+            return values.get(match["name"], "")
+        return match[0] if env is None else env.get(match["name"], "")
+    return REFERENCE.sub(one, text)
+
+
+def playbook_pairs(carrier: str) -> list[tuple[str, str, bool]]:
+    """The ``k={{user `x`}}`` pairs of a carrier value such as ``ansible_common_vars``, in
+    order: (the pair as written, the variable ``x``, whether the reference is in quotes)."""
+    return [(m[0], m["name"], bool(m["quote"])) for m in _PAIR.finditer(carrier)
+            if m["kind"] == "user"]
+
+
+def declared_variables(template: Path) -> dict[str, str]:
+    """The user variables a Packer JSON template declares, with their defaults."""
+    return dict(_declared(template, template.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _declared(template: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    # Planning a whole matrix reads the same template 78 times; read it once per change.
+    return tuple(json.loads(template.read_text()).get("variables", {}).items())
+
+
 def substitute(value: object, values: dict[str, str]) -> object:
     """``value`` with every ``{{user `x`}}`` replaced by ``values[x]``; Packer's own
     build-time variables (``{{ .HTTPIP }}``) are left as they are."""
     if isinstance(value, str):
-        return _USER_TAG.sub(lambda m: values.get(m.group(1), ""), value)
+        return expand(value, values)
     if isinstance(value, list):
         return [substitute(v, values) for v in value]
     if isinstance(value, dict):
@@ -60,7 +97,7 @@ def for_builder(template: dict, builder: str, values: dict[str, str]) -> dict:
 
 def user_refs(value: object) -> set[str]:
     """Every ``{{user `x`}}`` name inside ``value`` (strings, lists and objects)."""
-    return set(_USER.findall(json.dumps(value)))
+    return {m["name"] for m in _USER_NAMED.finditer(json.dumps(value))}
 
 
 def blocks(template: dict) -> list[tuple[str, dict]]:
@@ -86,7 +123,7 @@ def applies_to(block: dict, builder: str) -> bool:
 
 def reach(template: dict, values: dict[str, str], builder: str | None = None,
           skip: Iterable[str] = ()) -> dict[str, set[str]]:
-    """variable -> the labels of the blocks it reaches (for one ``builder``, or all).
+    """Variable -> the labels of the blocks it reaches (for one ``builder``, or all).
 
     ``values`` are the variables' values (template defaults overlaid with the
     var files): a value naming ``{{user `y`}}`` makes ``y`` reach wherever the

@@ -1,24 +1,16 @@
 """Upstream image-builder's forms, taken as they are.
 
 What a var file written for upstream's OVA targets means here: its quoted
-lists, its stock install-file paths, names upstream declares but never hands
-the playbooks, and the warnings for settings that cannot take effect.
+lists, its stock install-file paths and CD content, names upstream declares but
+never hands the playbooks, and the variables imagebuilder reads itself.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
-import jinja2
-import jinja2.meta
-
-from imagebuilder.config.catalog import Target
-from imagebuilder.config.checkout import Checkout
-from imagebuilder.config.template import NO_EFFECT_HERE, reach
+from imagebuilder.config.template import playbook_pairs
 from imagebuilder.config.varfiles import MergedVars
-from imagebuilder.planning import goss
 
 #: Where a value comes from when no var file sets it.
 TEMPLATE_DEFAULTS = "packer/node.json"
@@ -43,17 +35,15 @@ PLANNER_INPUTS = frozenset({
 })
 
 
-_QUOTED_REF = re.compile(r'(\w+)="\{\{\s*user\s+`([^`]+)`\s*\}\}"')
-
-
 def unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[Path]:
-    """Upstream's documented form for a list the playbooks get in quotes, such as
-    ``"extra_rpms": "\\"nfs-utils net-tools\\""``: the carrier already quotes it, so the
+    r"""Upstream's documented form for a list the playbooks get in quotes, such as
+    ``"extra_rpms": "\"nfs-utils net-tools\""``: the carrier already quotes it, so the
     value's own quotes are dropped (doubled, they would cut the list at its first space).
     Returns the files changed; they reach Packer as rewritten copies."""
     carriers = [str(v) for v in declared.values()]
     carriers += [str(v) for data in file_data.values() for v in data.values()]
-    quoted = {name for text in carriers for _, name in _QUOTED_REF.findall(text)}
+    quoted = {name for text in carriers for _, name, in_quotes in playbook_pairs(text)
+              if in_quotes}
     changed = set()
     for path, data in file_data.items():
         for key in quoted & set(data):
@@ -67,8 +57,8 @@ def unwrap_quoted(file_data: dict[Path, dict], declared: dict[str, str]) -> set[
 def set_pairs(carrier: str, values: dict[str, str]) -> str:
     """``k={{user `x`}}`` pairs of ``carrier`` whose variable is set: for names upstream
     never hands the playbooks, empty means "the role's default", as it does upstream."""
-    pairs = re.findall(r"(\w+=\{\{user `([^`]+)`\}\})", carrier)
-    return " ".join(pair for pair, name in pairs if values.get(name, "").strip())
+    return " ".join(pair for pair, name, _ in playbook_pairs(carrier)
+                    if values.get(name, "").strip())
 
 
 def cd_content_sources(value: str, root: Path) -> tuple[list[Path], list[str]]:
@@ -103,53 +93,3 @@ def stock_install_dirs(resolved: dict[str, str], merged: MergedVars,
     if set_by_file and (UPSTREAM_INSTALL_DIRS in value or not value.strip()):
         return [f"-var=http_directory={work_dir / 'http'}"]
     return []
-
-
-def no_effect_warnings(checkout: Checkout, target: Target, merged: MergedVars,
-                       user_files: list[str]) -> list[str]:
-    """One line per kind of accepted-but-ineffective setting, never silence.
-
-    A no-effect name warns when a user's var file or ``-var`` sets it: the
-    checkout's own config files carry upstream's values for every build."""
-    warnings = []
-    set_here = {k: o for k, o in merged.origin.items() if o != TEMPLATE_DEFAULTS}
-    by_user = {k: o for k, o in set_here.items() if o in user_files or o == "PACKER_FLAGS -var"}
-    for name, why in NO_EFFECT_HERE.items():
-        if name in by_user and merged.get(name):
-            warnings.append(f"{by_user[name]}: {name}: has no effect on OVA builds: {why}")
-    # Builder settings of other builders (http_ip on vmware-iso, which Packer 1.6.6 lacks;
-    # remote_* on vSphere targets). Site files (vsphere.json, vmx.json) are layered for
-    # every target by many users, and base builds skip the playbooks by design: not listed.
-    hv = target.hypervisor
-    template = _template_for_warnings(checkout)
-    here = reach(template, merged.values, hv.builder)
-    anywhere = reach(template, merged.values)
-    site = set()
-    for name in ("vsphere.json", "vmx.json"):
-        site |= set(json.loads((checkout.ova_dir / name).read_text()))
-    user_set = sorted(k for k, o in set_here.items()
-                      if (o in user_files or o == "PACKER_FLAGS -var") and k not in site)
-    idle = [k for k in user_set if not here.get(k) and k not in PLANNER_INPUTS
-            and anywhere.get(k) and all(l.startswith("builder:") for l in anywhere[k])]
-    if idle:
-        warnings.append(f"{target.task_name('build')}: {', '.join(idle)}: no effect on this "
-                        f"target (its builder {hv.builder} has no such field)")
-    return warnings
-
-
-def _template_for_warnings(checkout: Checkout) -> dict:
-    data = json.loads(checkout.node_template.read_text())
-    provisioner = checkout.packer_dir / "goss" / "provisioner.json"
-    if provisioner.is_file():
-        data = goss.template_with_goss(checkout.node_template, provisioner)
-    return data
-
-
-def install_template_variables(checkout: Checkout) -> set[str]:
-    """The variables the install-file templates (packer/install/) read."""
-    env = jinja2.Environment()
-    env.filters["json"] = json.dumps  # as render.py's environment has
-    names: set[str] = set()
-    for path in (checkout.packer_dir / "install").rglob("*.j2"):
-        names |= jinja2.meta.find_undeclared_variables(env.parse(path.read_text()))
-    return names

@@ -18,15 +18,13 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
+from imagebuilder.config.packer_flags import FlagVar
+from imagebuilder.config.template import expand
 from imagebuilder.errors import InputError
-
-_REF = re.compile(r"\{\{\s*(user|env)\s+`([^`]+)`\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -35,135 +33,6 @@ class VarLayer:
 
     path: Path
     role: str
-
-    def display(self, root: Path) -> str:
-        try:
-            return str(self.path.relative_to(root))
-        except ValueError:
-            return str(self.path)
-
-
-@dataclass(frozen=True)
-class FlagVar:
-    """A ``-var name=value`` given in PACKER_FLAGS (or appended by a knob)."""
-
-    name: str
-    value: str
-
-
-#: ``packer build``'s flags (Packer 1.6.6 and newer): name -> what its value must be.
-#: "bool" flags take no separate value (``-force``, ``-force=true``); the others
-#: take ``-name=value`` or ``-name value``, as Go's flag package parses them.
-BUILD_FLAGS = {
-    "color": "bool", "debug": "bool", "force": "bool", "machine-readable": "bool",
-    "timestamp-ui": "bool", "warn-on-undeclared-var": "bool",
-    "on-error": ("cleanup", "abort", "ask", "run-cleanup-provisioner"),
-    "parallel-builds": "int", "var": "text", "var-file": "text", "config-type": ("json", "hcl2"),
-    "only": "text", "except": "text",
-}
-#: ``packer validate``'s flags; build-only flags are left out of validate runs.
-VALIDATE_FLAGS = {
-    "syntax-only": "bool", "no-warn-undeclared-var": "bool", "evaluate-datasources": "bool",
-    "var": "text", "var-file": "text", "config-type": ("json", "hcl2"),
-    "only": "text", "except": "text",
-}
-#: The target chooses the builder: ``-only``/``-except`` of PACKER_FLAGS would
-#: add to ours (Packer sums them) and run builders the target does not mean.
-TARGET_FLAGS = ("only", "except")
-#: What Go's strconv.ParseBool accepts.
-GO_BOOLS = ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False")
-
-
-@dataclass
-class PackerFlags:
-    """PACKER_FLAGS taken apart: one token per flag, the var files and
-    variables they name, and one problem line per flag that cannot work."""
-
-    flags: list[str]
-    var_files: list[Path]
-    variables: list[FlagVar]
-    problems: list[str]
-
-
-def _flag_problem(name: str, kind: object, value: str | None) -> str | None:
-    if kind == "bool":
-        if value is not None and value not in GO_BOOLS:
-            return f"-{name}={value}: {name} is true or false"
-    elif value is None:
-        return f"-{name} needs a value (-{name}=...)"
-    elif kind == "int":
-        if not value.strip().isdigit():
-            return f"-{name}={value}: {name} is a whole number (0: no limit)"
-    elif isinstance(kind, tuple) and value not in kind:
-        return f"-{name}={value}: {name} is one of {', '.join(kind)}"
-    return None
-
-
-def split_packer_flags(flags: Iterable[str], action: str = "build",
-                       source: str = "PACKER_FLAGS") -> PackerFlags:
-    """Take PACKER_FLAGS apart and check each flag against ``packer <action>``'s own.
-
-    ``-var x`` / ``-var-file x`` (and any valued flag given as two tokens) are
-    joined into one token. Flags ``packer build`` does not know, ``-only`` and
-    ``-except`` (the target chooses the builder) and malformed values become
-    problem lines naming ``source``. For ``validate`` the build-only flags are
-    dropped, since ``packer validate`` refuses them, and its own (``-syntax-only``)
-    are accepted too.
-    """
-    tokens = list(flags)
-    out: list[str] = []
-    var_files: list[Path] = []
-    variables: list[FlagVar] = []
-    problems: list[str] = []
-    known = VALIDATE_FLAGS if action == "validate" else BUILD_FLAGS
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        i += 1
-        if not tok.startswith("-") or tok in ("-", "--"):
-            # a stray word may be a value meant for a flag (a password, say): only
-            # a file name is shown
-            shown = repr(tok) if tok.endswith((".json", ".hcl")) else f"word {i}"
-            problems.append(f"{source}: {shown} is not a flag; only flags of 'packer build' "
-                            "go here (the target names the template)")
-            continue
-        name, eq, value = tok.lstrip("-").partition("=")
-        kind = BUILD_FLAGS.get(name) or (VALIDATE_FLAGS.get(name) if action == "validate"
-                                         else None)
-        if kind is None:
-            problems.append(f"{source}: -{name}: not a flag of 'packer {action}'; its flags: "
-                            + " ".join(f"-{f}" for f in (VALIDATE_FLAGS if action == "validate"
-                                                         else BUILD_FLAGS)
-                                       if f not in TARGET_FLAGS))
-            continue
-        if name in TARGET_FLAGS:
-            if not eq and i < len(tokens) and not tokens[i].startswith("-"):
-                i += 1  # its value: one problem, not two
-            problems.append(f"{source}: -{name}: the target chooses the builder (-only/-except "
-                            "would add to ours and run other builders); remove it and name "
-                            "the target instead")
-            continue
-        if not eq and kind != "bool":
-            # Go's flag package takes the next token as the value, but never
-            # one of our own flags: a bare "-var" must not swallow them.
-            if i < len(tokens) and not tokens[i].startswith("-"):
-                value, eq = tokens[i], "="
-                i += 1
-        problem = _flag_problem(name, kind, value if eq else None)
-        if problem is None and name == "var":
-            key, has_eq, val = value.partition("=")
-            if not has_eq or not key.strip():
-                problem = "-var needs name=value, e.g. -var headless=false"
-            else:
-                variables.append(FlagVar(key, val))
-        if problem:
-            problems.append(f"{source}: {problem}")
-            continue
-        if name == "var-file":
-            var_files.append(Path(value).absolute())
-        if name in known:
-            out.append(f"-{name}={value}" if eq else f"-{name}")
-    return PackerFlags(out, var_files, variables, problems)
 
 
 #: Var files are small; anything bigger is a mistake (a disk image, a log).
@@ -242,6 +111,11 @@ def packer_string(value: object) -> str:
     return str(value)
 
 
+def is_true(value: object) -> bool:
+    """Whether a var file's value means true: JSON true or the string "true" (any case)."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def needs_normalising(data: dict) -> bool:
     """Packer 1.x refuses non-string values in var files ("cannot unmarshal bool")."""
     return any(not isinstance(v, str) for v in data.values())
@@ -255,7 +129,13 @@ class MergedVars:
     origin: dict[str, str]
 
     def get(self, name: str, default: str = "") -> str:
+        """The value of variable ``name`` (``default`` when no layer sets it)."""
         return self.values.get(name, default)
+
+    def set(self, name: str, value: str, origin: str) -> None:
+        """Set ``name`` on top of every layer, naming where the value came from."""
+        self.values[name] = value
+        self.origin[name] = origin
 
     def resolved(self, env: dict[str, str] | None = None) -> dict[str, str]:
         """The values with ``{{user `x`}}`` and ``{{env `X`}}`` expanded as Packer would.
@@ -267,19 +147,15 @@ class MergedVars:
         for _ in range(10):  # references nest a few levels at most
             changed = False
             for key, value in out.items():
-                new = _REF.sub(lambda m: out.get(m.group(2), "") if m.group(1) == "user"
-                               else env.get(m.group(2), ""), value)
+                new = expand(value, out, env)
                 if new != value:
                     out[key], changed = new, True
             if not changed:
                 break
         return out
 
-    def flag(self, name: str) -> bool:
-        return self.values.get(name, "").strip().lower() == "true"
 
-
-def merge(layers: list[tuple[str, dict]], flag_vars: list[FlagVar]) -> MergedVars:
+def merge(layers: list[tuple[str, dict[str, object]]], flag_vars: list[FlagVar]) -> MergedVars:
     """Merge var-file contents in order (later wins), then -var flags on top."""
     values: dict[str, str] = {}
     origin: dict[str, str] = {}

@@ -18,7 +18,7 @@ from imagebuilder import __version__
 from imagebuilder.config import naming
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.config.knobs import Knobs
-from imagebuilder.config.validation import declared_variables
+from imagebuilder.config.template import declared_variables
 from imagebuilder.config.varfiles import merge, packer_string, read_var_file
 from imagebuilder.errors import InputError
 from imagebuilder.ova.manifest import parse_manifest

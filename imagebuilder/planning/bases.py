@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Callable
 
 from imagebuilder.config.catalog import HYPERVISORS, Target
 from imagebuilder.errors import ImageBuilderError, InputError
@@ -64,7 +65,8 @@ def vsphere_base_state(base: BuildPlan) -> str:
     return "up to date" if recorded == base.merged.get("base_inputs_hash") else "stale"
 
 
-def required_bases(plans: list[BuildPlan], report=print) -> list[BuildPlan]:
+def required_bases(plans: list[BuildPlan],
+                   report: Callable[[str], object] = print) -> list[BuildPlan]:
     """The base builds that must run before ``plans``, each once; raises with
     --no-deps when one is missing or stale."""
     bases: dict[str, BuildPlan] = {}

@@ -60,13 +60,15 @@ def _gh(repo: str) -> str:
 
 COMPONENTS = (
     Component("containerd", "containerd_version", "containerd_url", "containerd_sha256", "", False,
-              lambda v, a, _: f"{_gh('containerd/containerd')}/v{v}/containerd-{v}-linux-{a}.tar.gz",
+              lambda v, a, _: (f"{_gh('containerd/containerd')}/v{v}/"
+                               f"containerd-{v}-linux-{a}.tar.gz"),
               lambda url, v, a: f"{url}.sha256sum"),
     Component("runc", "runc_version", "runc_url", "runc_sha256", "", False,
               lambda v, a, _: f"{_gh('opencontainers/runc')}/v{v}/runc.{a}",
               lambda url, v, a: f"{_gh('opencontainers/runc')}/v{v}/runc.sha256sum"),
     Component("crictl", "crictl_version", "crictl_url", "crictl_sha256", "", False,
-              lambda v, a, _: f"{_gh('kubernetes-sigs/cri-tools')}/v{v}/crictl-v{v}-linux-{a}.tar.gz",
+              lambda v, a, _: (f"{_gh('kubernetes-sigs/cri-tools')}/v{v}/"
+                               f"crictl-v{v}-linux-{a}.tar.gz"),
               lambda url, v, a: f"{url}.sha256"),
     Component("cni", "kubernetes_cni_semver", None, "kubernetes_cni_http_checksum", "sha256:",
               True,
@@ -87,6 +89,7 @@ class Download:
     source: str     # where the checksum comes from, in words
 
     def line(self) -> str:
+        """One line for the dry run: what, which version, from where, checked how."""
         return f"{self.name} {self.version}: {self.url} ({self.checksum}; {self.source})"
 
 
@@ -109,64 +112,68 @@ def resolve(values: dict[str, str], origin: Callable[[str], str],
     the variables nobody set (URL and checksum variables).
     """
     arch = values.get("kubernetes_goarch") or values.get("distro_arch") or "amd64"
-    downloads: list[Download] = []
-    out: dict[str, str] = {}
-    problems: list[str] = []
+    result = Resolution([], {}, [])
     for comp in COMPONENTS:
-        version = values.get(comp.version_var, "").strip()
-        bare = version[1:] if comp.v_prefixed and version.startswith("v") else version
-        if not _VERSION.match(bare) or (comp.v_prefixed and not version.startswith("v")):
-            form = "v1.2.3" if comp.v_prefixed else "1.2.3"
-            problems.append(f"{origin(comp.version_var)}: {comp.version_var}: {version!r} is not a "
-                            f"{comp.name} release version; write it as {form!r}")
+        found = _component(comp, values, arch, origin, user_set)
+        if isinstance(found, str):
+            result.problems.append(found)
             continue
-        standard = comp.release_url(bare if not comp.v_prefixed else version, arch, values)
-        url = standard
-        if comp.url_var and user_set(comp.url_var) and values.get(comp.url_var):
-            url = values[comp.url_var]
-        given = values.get(comp.checksum_var, "").strip()
-        if user_set(comp.checksum_var) and not given:
-            problems.append(f"{origin(comp.checksum_var)}: {comp.checksum_var}: is empty here, "
-                            f"which hides the checksum of {comp.name} {version}; remove the "
-                            "field or set the sha256")
-            continue
-        known = KNOWN_SHA256.get((comp.name, version, arch))
-        same_file = url.rsplit("/", 1)[-1] == standard.rsplit("/", 1)[-1]
-        if given:
-            checksum, source = _given_checksum(given), f"{comp.checksum_var} from {origin(comp.checksum_var)}"
-            if not _checksum_ok(checksum):
-                problems.append(f"{origin(comp.checksum_var)}: {comp.checksum_var}: {given!r} is "
-                                "neither a sha256 digest (64 hex digits) nor the URL of a checksum file")
-                continue
-        elif known and same_file:
-            checksum, source = f"sha256:{known}", "the checksum imagebuilder keeps for this version"
-        elif url == standard or comp.url_var is None:
-            checksum = f"sha256:{comp.checksum_file(url, bare, arch)}"
-            source = "the checksum file published with the release"
-        else:
-            problems.append(f"{origin(comp.url_var)}: {comp.url_var}: {url} is not {comp.name}'s "
-                            f"release URL for {version} and imagebuilder knows no checksum for it; "
-                            f"set {comp.checksum_var} (the sha256, or the URL of a checksum file)")
-            continue
-        downloads.append(Download(comp.name, version, url, checksum, source))
+        result.downloads.append(found)
         if comp.url_var and not user_set(comp.url_var):
-            out[comp.url_var] = url
-        if not given:
-            value = checksum[len("sha256:"):]
-            out[comp.checksum_var] = comp.checksum_prefix + value
+            result.values[comp.url_var] = found.url
+        if not values.get(comp.checksum_var, "").strip():
+            result.values[comp.checksum_var] = \
+                comp.checksum_prefix + found.checksum[len("sha256:"):]
     unit = _containerd_service(values, origin, user_set)
     if isinstance(unit, Download):
-        downloads.append(unit)
+        result.downloads.append(unit)
     elif unit:
-        problems.append(unit)
-    downloads += _kubernetes(values, arch)
-    problems += _kubernetes_problems(values, origin)
-    return Resolution(downloads, out, problems)
+        result.problems.append(unit)
+    result.downloads += _kubernetes(values, arch)
+    return result
+
+
+def _component(comp: Component, values: dict[str, str], arch: str,
+               origin: Callable[[str], str], user_set: Callable[[str], bool]) -> Download | str:
+    """One component's download, or the problem line that stops it."""
+    version = values.get(comp.version_var, "").strip()
+    bare = version[1:] if comp.v_prefixed and version.startswith("v") else version
+    if not _VERSION.match(bare) or (comp.v_prefixed and not version.startswith("v")):
+        form = "v1.2.3" if comp.v_prefixed else "1.2.3"
+        return (f"{origin(comp.version_var)}: {comp.version_var}: {version!r} is not a "
+                f"{comp.name} release version; write it as {form!r}")
+    standard = comp.release_url(bare if not comp.v_prefixed else version, arch, values)
+    url = standard
+    if comp.url_var and user_set(comp.url_var) and values.get(comp.url_var):
+        url = values[comp.url_var]
+    given = values.get(comp.checksum_var, "").strip()
+    if user_set(comp.checksum_var) and not given:
+        return (f"{origin(comp.checksum_var)}: {comp.checksum_var}: is empty here, which "
+                f"hides the checksum of {comp.name} {version}; remove the field or set the "
+                "sha256")
+    known = KNOWN_SHA256.get((comp.name, version, arch))
+    if given:
+        checksum = _given_checksum(given)
+        if not _checksum_ok(checksum):
+            return (f"{origin(comp.checksum_var)}: {comp.checksum_var}: {given!r} is neither "
+                    "a sha256 digest (64 hex digits) nor the URL of a checksum file")
+        source = f"{comp.checksum_var} from {origin(comp.checksum_var)}"
+    elif known and url.rsplit("/", 1)[-1] == standard.rsplit("/", 1)[-1]:
+        checksum, source = f"sha256:{known}", "the checksum imagebuilder keeps for this version"
+    elif url == standard or comp.url_var is None:
+        checksum = f"sha256:{comp.checksum_file(url, bare, arch)}"
+        source = "the checksum file published with the release"
+    else:
+        return (f"{origin(comp.url_var)}: {comp.url_var}: {url} is not {comp.name}'s release "
+                f"URL for {version} and imagebuilder knows no checksum for it; set "
+                f"{comp.checksum_var} (the sha256, or the URL of a checksum file)")
+    return Download(comp.name, version, url, checksum, source)
 
 
 def containerd_service_release_url(version: str) -> str:
-    """containerd's own unit at the version's tag: upstream's containerd_service_url default."""
-    return f"https://raw.githubusercontent.com/containerd/containerd/refs/tags/v{version}/containerd.service"
+    """Containerd's own unit at the version's tag: upstream's containerd_service_url default."""
+    return ("https://raw.githubusercontent.com/containerd/containerd/refs/tags/"
+            f"v{version}/containerd.service")
 
 
 def _containerd_service(values: dict[str, str], origin: Callable[[str], str],
@@ -180,7 +187,8 @@ def _containerd_service(values: dict[str, str], origin: Callable[[str], str],
         return None
     given = values.get("containerd_service_sha256", "").strip()
     if not given:
-        where = origin("containerd_service_url") if user_set("containerd_service_url") else "node.json"
+        where = origin("containerd_service_url") if user_set("containerd_service_url") \
+            else "node.json"
         return (f"{where}: containerd_service_url: {url} is not containerd's unit for "
                 f"{version} and imagebuilder knows no checksum for it; set "
                 "containerd_service_sha256 (the sha256, or the URL of a checksum file)")
@@ -190,25 +198,6 @@ def _containerd_service(values: dict[str, str], origin: Callable[[str], str],
                 "neither a sha256 digest (64 hex digits) nor the URL of a checksum file")
     return Download("containerd.service", version, url, checksum,
                     f"containerd_service_sha256 from {origin('containerd_service_sha256')}")
-
-
-def _kubernetes_problems(values: dict[str, str], origin: Callable[[str], str]) -> list[str]:
-    """The package versions and repository series must be those of kubernetes_semver:
-    a version changed alone would otherwise install another Kubernetes."""
-    semver = values.get("kubernetes_semver", "")
-    match = re.match(r"^v([0-9]+)\.([0-9]+)\.[0-9]+", semver)
-    if not match or values.get("kubernetes_source_type") != "pkg":
-        return []
-    bare = semver[1:]
-    problems = []  # kubernetes_series against kubernetes_semver: plan's value checks
-    deb = values.get("distro_name") in ("ubuntu", "debian")
-    var = "kubernetes_deb_version" if deb else "kubernetes_rpm_version"
-    version = values.get(var, "")
-    if version and not (version == bare or version.startswith(bare + "-")):
-        problems.append(f"{origin(var)}: {var}: {version} is not a package of kubernetes_semver "
-                        f"{semver}; set it to {bare}{'-1.1' if deb else ''} (or the package "
-                        "revision you want)")
-    return problems
 
 
 def _given_checksum(text: str) -> str:

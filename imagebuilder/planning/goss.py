@@ -13,7 +13,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # plan.py imports this module
+    from imagebuilder.planning.plan import BuildPlan
 
 PLUGIN_NAMES = ("packer-provisioner-goss", "packer-plugin-goss")
 
@@ -53,7 +56,7 @@ def template_with_goss(template: Path, provisioner: Path) -> dict:
     return data
 
 
-def skipped_reason(plan) -> str | None:
+def skipped_reason(plan: BuildPlan) -> str | None:
     """Why goss will not check the image this build makes, or None when it will
     (or when there is no image to check: validate runs and base builds)."""
     if plan.action != "build" or plan.target.hypervisor.base:
@@ -66,7 +69,7 @@ def skipped_reason(plan) -> str | None:
     return None
 
 
-def validation(plan) -> str:
+def validation(plan: BuildPlan) -> str:
     """How the build's image is validated, for the summary: "goss", "skipped: <why>",
     or "" where there is no image to validate."""
     if plan.action != "build" or plan.target.hypervisor.base:

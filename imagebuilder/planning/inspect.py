@@ -1,8 +1,11 @@
-"""``python -m imagebuilder render``: what a build would use, written out for inspection.
+"""What a build would do, shown without running it: the dry run and the render output.
 
-Plans the target without building (problems such as missing vCenter settings
-are tolerated), renders its install files and writes the resolved variables,
-secrets redacted:
+A dry run (``--dry-run``) prints each target's exact Packer command with the files
+and values around it (``describe_plan``, ``dry_run_plans``).
+
+``render`` (``python -m imagebuilder render``, ``invoke render``) plans the target
+without building (problems such as missing vCenter settings are tolerated), renders
+its install files and writes the resolved variables, secrets redacted:
 
     DIR/http/...                  what Packer's HTTP server would serve (ks.cfg, ...)
     DIR/cidata/...                what the "cidata" CD would hold (user-data, ...)
@@ -18,15 +21,18 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import IO
 
-from imagebuilder.config.catalog import parse_target
+from imagebuilder.config.catalog import Target, parse_target
 from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.template import for_builder
+from imagebuilder.errors import InputError
 from imagebuilder.planning import goss
 from imagebuilder.planning.install_files import install_values, render_into
-from imagebuilder.planning.plan import SECRET_VARIABLES, BuildPlan, plan_build
-from imagebuilder.running.packer import REDACTED
+from imagebuilder.planning.plan import BuildPlan, plan_build
+from imagebuilder.planning.rules import raise_target_problems
+from imagebuilder.redaction import REDACTED, SECRET_VARIABLES, Redactor
 
 #: The ``--extra-vars`` arguments of node.json's ansible provisioners, in order.
 ANSIBLE_EXTRA_VARS = ("ib_ansible_vars", "ansible_common_vars", "ib_communicator={{communicator}}",
@@ -54,24 +60,52 @@ def ansible_vars(values: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def redact(values: dict[str, str], plan: BuildPlan) -> dict[str, str]:
-    """``values`` without secrets: secret variables and any secret inside a value."""
-    secrets = plan.secret_values
-    out = {}
-    for key, value in values.items():
-        if key in SECRET_VARIABLES:
-            out[key] = REDACTED if value else ""
-            continue
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        out[key] = value
-    return out
+def describe_plan(plan: BuildPlan) -> str:
+    """What a dry run prints for one plan: the exact command, with nothing secret in it."""
+    redact = Redactor(plan.secret_values)
+    lines = [f"# {plan.target.task_name(plan.action)}",
+             f"# working directory: {plan.checkout.root}",
+             f"# output: {plan.artifact_dir}",
+             f"# log: {plan.log_path}"]
+    shown = redact.variables(plan.generated)
+    if "ib_ansible_vars" in shown:
+        shown["ib_ansible_vars"] = \
+            f"<{len(plan.generated['ib_ansible_vars'].split())} playbook variables>"
+    generated = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    lines.append(f"# generated var file {plan.generated_file} (0600): {generated}")
+    for original, copy in plan.normalised.items():
+        lines.append(f"# {copy} = {original} with its values as strings (Packer needs strings)")
+    for download in plan.downloads:
+        lines.append(f"# download: {download.line()}")
+    for warning in plan.warnings:
+        lines.append(f"# warning: {warning}")
+    if plan.knobs.ansible_scp_extra_args:
+        lines.append(f"ANSIBLE_SCP_EXTRA_ARGS={plan.knobs.ansible_scp_extra_args} \\")
+    lines.append(plan.command_line())
+    return redact.text("\n".join(lines))
 
 
-def _redact_text(text: str, plan: BuildPlan) -> str:
-    for secret in plan.secret_values:
-        text = text.replace(json.dumps(secret)[1:-1], REDACTED)
-    return text
+def dry_run_plans(targets: list[Target], action: str, out: IO[str],
+                  checkout: Checkout, knobs: Knobs | None = None) -> None:
+    """Print each target's command; then raise the problems of all of them, if any.
+
+    The command is printed even for a target whose configuration has
+    problems, so that the layering can be seen on a fresh checkout.
+    """
+    knobs = knobs or Knobs.from_env()
+    found = []
+    for target in targets:
+        try:
+            plan = plan_build(checkout, target, knobs, action)
+        except InputError as exc:
+            found.append((target.task_name(action), exc.problems or [exc.message]))
+            print(f"# NOT RUNNABLE: {len(found[-1][1])} problem(s), listed at the end", file=out)
+            try:
+                plan = plan_build(checkout, target, knobs, action, strict=False)
+            except InputError:
+                continue  # not even its files can be named (no such OS file)
+        print(describe_plan(plan), file=out)
+    raise_target_problems(found, len(targets))
 
 
 def render_target(target_name: str, output_dir: Path,
@@ -88,20 +122,26 @@ def render_target(target_name: str, output_dir: Path,
     output_dir = Path(output_dir)
     values = install_values(plan)
     written = render_into(plan, values, output_dir / "http", output_dir / "cidata")
-    public = redact({k: v for k, v in values.items() if k != "ssh_password_hash"}, plan)
+    redact = Redactor(plan.secret_values)
+    del values["ssh_password_hash"]
+    for name, data in (("packer-variables.json", values),
+                       ("ansible-vars.json", ansible_vars(values)),
+                       ("packer-blocks.json", _blocks(plan, values)),
+                       ("downloads.json", [{"name": d.name, "version": d.version, "url": d.url,
+                                            "checksum": d.checksum, "checksum_source": d.source}
+                                           for d in plan.downloads])):
+        path = output_dir / name
+        path.write_text(json.dumps(redact.data(data), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+def _blocks(plan: BuildPlan, values: dict[str, str]) -> dict[str, list]:
+    """The blocks the build runs with every variable filled in; secret variables are
+    filled in as ``<sensitive>`` (a secret may sit inside a longer field)."""
     template = json.loads(plan.checkout.node_template.read_text())
     if plan.goss_plugin:
         template = goss.template_with_goss(plan.checkout.node_template,
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
     hidden = {k: (REDACTED if v else "") if k in SECRET_VARIABLES else v for k, v in values.items()}
-    blocks = json.loads(json.dumps(for_builder(template, plan.builder, hidden)))
-    blocks = json.loads(_redact_text(json.dumps(blocks), plan))
-    fetched = [{"name": d.name, "version": d.version, "url": d.url, "checksum": d.checksum,
-                "checksum_source": d.source} for d in plan.downloads]
-    for name, data in (("packer-variables.json", public),
-                       ("ansible-vars.json", redact(ansible_vars(values), plan)),
-                       ("packer-blocks.json", blocks), ("downloads.json", fetched)):
-        path = output_dir / name
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        written.append(path)
-    return written
+    return for_builder(template, plan.builder, hidden)

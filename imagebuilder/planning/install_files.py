@@ -14,7 +14,9 @@ import warnings
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 
+from imagebuilder.config.checkout import Checkout
 from imagebuilder.config.upstream import cd_content_sources
 from imagebuilder.errors import InputError
 from imagebuilder.planning.plan import BuildPlan
@@ -67,6 +69,16 @@ def _environment(install_dir: Path) -> jinja2.Environment:
     # A JSON string is also a valid YAML scalar; unlike tojson, no HTML escaping.
     env.filters["json"] = json.dumps
     return env
+
+
+def template_variables(checkout: Checkout) -> set[str]:
+    """The variables the install-file templates (``packer/install/``) read."""
+    install_dir = checkout.packer_dir / "install"
+    env = _environment(install_dir)
+    names: set[str] = set()
+    for path in install_dir.rglob("*.j2"):
+        names |= jinja2.meta.find_undeclared_variables(env.parse(path.read_text()))
+    return names
 
 
 def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,

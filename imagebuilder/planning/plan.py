@@ -9,70 +9,60 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from imagebuilder import __version__
 from imagebuilder.config import naming
 from imagebuilder.config.catalog import Target
 from imagebuilder.config.checkout import Checkout
-from imagebuilder.config.knobs import FLATCAR_CHANNELS, FLATCAR_VERSION, Knobs
+from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.options import BuildOptions
-from imagebuilder.config.template import NO_EFFECT_HERE, user_refs
+from imagebuilder.config.template import declared_variables
 from imagebuilder.config.upstream import (
     TEMPLATE_DEFAULTS,
-    cd_content_sources,
-    no_effect_warnings,
     set_pairs,
     stock_install_dirs,
     unwrap_quoted,
 )
-from imagebuilder.config.validation import (
-    DEFAULT_MINIMUMS,
-    MIN_CPU,
-    OS_MINIMUMS,
-    SECRET_VARIABLES,
-    declared_variables,
-    is_true,
-    schema_errors,
-    undeclared_problems,
-)
 from imagebuilder.config.varfiles import (
-    FlagVar,
     MergedVars,
     VarLayer,
-    merge,
+    is_true,
     needs_normalising,
     packer_string,
-    read_var_file,
-    split_packer_flags,
 )
-from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
 from imagebuilder.planning import downloads, goss
 from imagebuilder.planning.base_inputs import inputs_hash
-
-#: vsphere.json fields every vsphere target needs (datacenter may be omitted
-#: when the vCenter has exactly one; folder and resource_pool are optional).
-VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
+from imagebuilder.planning.downloads import Download
+from imagebuilder.planning.inputs import (
+    merge_inputs,
+    packer_flags,
+    read_var_files,
+    shown,
+    var_file_layers,
+)
+from imagebuilder.planning.rules import (
+    cd_content_problems,
+    cross_checks,
+    environment_checks,
+    knob_problems,
+    kubernetes_package_problems,
+    no_effect_warnings,
+    output_dir_problems,
+    problems_error,
+    source_problems,
+    undeclared_in_inputs,
+)
+from imagebuilder.redaction import SECRET_VARIABLES
 
 #: The name Packer's vSphere builders give the snapshot of create_snapshot.
 PACKER_SNAPSHOT = "Created by Packer"
-
-
-SCHEMA_OF_ROLE = {"os": "os", "common": "var-file", "packer-common": "var-file",
-                  "flags": "var-file", "user": "var-file"}
-#: vSphere targets hold every var file the user adds to vsphere.json's rules,
-#: wherever the vSphere settings come from.
-VSPHERE_SCHEMA_ROLES = ("flags", "user")
 
 
 @dataclass
@@ -81,37 +71,54 @@ class BuildPlan:
 
     checkout: Checkout
     target: Target
+    #: "build" or "validate": the Packer command this plan runs.
     action: str
     knobs: Knobs
+    #: PACKER_FLAGS and the knobs' flags, one token each, without secrets.
     flags: list[str]
+    #: Every -var-file in the upstream order, the generated one included.
     layers: list[VarLayer]
+    #: The variables Packer will see (generated ones included), and their origins.
     merged: MergedVars
+    #: The values this build generates for itself (build-vars.json, written 0600).
     generated: dict[str, str]
+    #: ``-var`` secrets of PACKER_FLAGS: they reach Packer in a 0600 file, not argv.
     flag_secrets: dict[str, str]
+    #: Var file -> its string-only copy in the work directory (what Packer reads).
     normalised: dict[Path, Path]
+    #: The build's own working directory (rendered files, secrets, copies).
     work_dir: Path
+    #: Where the build's output (OVA, disks, manifest) goes.
     artifact_dir: Path
     log_path: Path
-    file_data: dict[Path, dict] = field(default_factory=dict, repr=False)
+    #: The contents of every var file read, by path.
+    file_data: dict[Path, dict[str, object]] = field(default_factory=dict, repr=False)
     options: BuildOptions = field(default_factory=BuildOptions)
+    #: The goss provisioner plugin, when installed and the build can run it.
     goss_plugin: Path | None = None
-    downloads: list[downloads.Download] = field(default_factory=list)
+    #: What the roles download, with where each checksum comes from.
+    downloads: list[Download] = field(default_factory=list)
+    #: Accepted settings that have no effect here: shown, never silent.
     warnings: list[str] = field(default_factory=list)
 
     @property
     def generated_file(self) -> Path:
+        """The generated var file (mode 0600: it holds the build's SSH password)."""
         return self.work_dir / "build-vars.json"
 
     @property
     def flag_secrets_file(self) -> Path:
+        """The var file (0600) carrying the ``-var`` secrets of PACKER_FLAGS."""
         return self.work_dir / "flag-secrets.json"
 
     @property
     def http_dir(self) -> Path:
+        """What Packer's HTTP server serves the installer (kickstart, ignition...)."""
         return self.work_dir / "http"
 
     @property
     def cd_dir(self) -> Path:
+        """What goes on the "cidata" CD (cloud-init's user-data, cd_content_location)."""
         return self.work_dir / "cidata"
 
     @property
@@ -143,12 +150,16 @@ class BuildPlan:
         return self.work_dir / "node.json" if self.goss_plugin else self.checkout.node_template
 
     def var_file_arg(self, layer: VarLayer) -> str:
+        """The ``-var-file`` flag of ``layer``: its string-only copy where it has one."""
         return f"-var-file={self.normalised.get(layer.path, layer.path)}"
 
     def argv(self, packer: str = "packer") -> list[str]:
         """The Packer command, in the upstream Makefile's order. Holds no secret."""
         argv = [packer, self.action]
-        by_role = lambda *roles: [self.var_file_arg(l) for l in self.layers if l.role in roles]
+
+        def by_role(*roles: str) -> list[str]:
+            return [self.var_file_arg(layer) for layer in self.layers if layer.role in roles]
+
         argv += by_role("common")
         argv += self.flags
         argv += by_role("packer-common", "os", "hypervisor", "generated")
@@ -166,132 +177,89 @@ class BuildPlan:
         return shlex.join(self.argv(packer))
 
 
-def _rel(checkout: Checkout, path: Path) -> str:
-    try:
-        return str(path.relative_to(checkout.root))
-    except ValueError:
-        return str(path)
-
-
-def _flag_vars_and_secrets(flag_vars: list[FlagVar]) -> tuple[list[FlagVar], dict[str, str]]:
-    public = [fv for fv in flag_vars if fv.name not in SECRET_VARIABLES]
-    hidden = {fv.name: fv.value for fv in flag_vars if fv.name in SECRET_VARIABLES}
-    return public, hidden
-
-
-def _strip_secret_flags(flags: list[str]) -> list[str]:
-    """PACKER_FLAGS minus ``-var`` of secrets: those go through a 0600 file."""
-    kept = []
-    for tok in flags:
-        name, _, value = tok.lstrip("-").partition("=")
-        if name == "var" and value.partition("=")[0] in SECRET_VARIABLES:
-            continue
-        kept.append(tok)
-    return kept
-
-
 def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                action: str = "build", now: float | None = None,
                strict: bool = True, options: BuildOptions | None = None) -> BuildPlan:
     """Check every input of ``target`` and resolve its Packer invocation.
 
-    Raises InputError listing every problem found (exit code 2). With
-    ``strict=False`` problems are ignored: enough to know where a build's
-    files go (for cleaning), not enough to run it.
+    The phases: read the var files in the upstream order, check them, merge them,
+    generate the per-build values, name the outputs. Raises InputError listing every
+    problem found (exit code 2). With ``strict=False`` problems are ignored: enough
+    to know where a build's files go (for cleaning), not enough to run it.
     """
-    hv = target.hypervisor
-    building = action == "build"
-    user_flags = split_packer_flags(knobs.packer_flags, action)
-    color_given = any(f == "-color" or f.startswith("-color=") for f in user_flags.flags)
-    ours = split_packer_flags(knobs.derived_packer_flags(building, color_given), action,
-                              "environment")
-    problems: list[str] = user_flags.problems + knobs.problems(building)
+    flags = packer_flags(knobs, action)
+    layers, user_layers = var_file_layers(checkout, target, knobs, flags.var_files)
+    problems = flags.problems + knob_problems(knobs, action == "build")
     if strict:
         problems += output_dir_problems(checkout)
-    flags = user_flags.flags + ours.flags
-    flag_files = user_flags.var_files
-    flag_vars, flag_secrets = _flag_vars_and_secrets(user_flags.variables + ours.variables)
-    flags = _strip_secret_flags(flags)
-
-    os_file = checkout.os_file(target.os_name)
-    if not os_file.is_file():
-        raise InputError(f"{_rel(checkout, os_file)}: no such OS file; known OSes: "
-                         + ", ".join(checkout.os_names()))
-    layers = [VarLayer(p, "common") for p in checkout.common_var_files()]
-    layers += [VarLayer(p, "flags") for p in flag_files]
-    layers += [VarLayer(checkout.packer_common, "packer-common"), VarLayer(os_file, "os")]
-    if hv.extra_var_file:
-        layers.append(VarLayer(checkout.ova_dir / hv.extra_var_file, "hypervisor"))
-    user_layers = [VarLayer(p, "user") for p in knobs.packer_var_files]
-
+    read = read_var_files(checkout, target, knobs, layers + user_layers)
     declared = declared_variables(checkout.node_template)
-    file_data: dict[Path, dict] = {}
-    unreadable = False
-    bad_fields: set[str] = set()
-    for layer in layers + user_layers:
-        where = _rel(checkout, layer.path)
-        try:
-            data = read_var_file(layer.path, where)
-        except InputError as exc:
-            unreadable = True
-            hint = _var_files_hint(knobs, layer.path) if layer.role == "user" else ""
-            if not (hint and any(p.endswith(hint) for p in problems)):  # one path cut in two
-                problems.append(exc.message + hint)
-            continue
-        file_data[layer.path] = data
-        kind = SCHEMA_OF_ROLE.get(layer.role) or layer.path.stem
-        if hv.vsphere and layer.role in VSPHERE_SCHEMA_ROLES:
-            kind = "vsphere"
-        for name, what in schema_errors(kind, data):
-            bad_fields.add(name)
-            problems.append(f"{where}: {name}: {what}" if name else f"{where}: {what}")
-    # A name another value quotes ({{user `x`}}) is a helper, as upstream's docs
-    # show for ansible_user_vars; any other unknown name is a typo until proven otherwise.
-    known = set(declared) | set(NO_EFFECT_HERE) | user_refs(
-        [list(d.values()) for d in file_data.values()] + [fv.value for fv in flag_vars])
-    for layer in layers + user_layers:
-        if layer.path in file_data:
-            problems += undeclared_problems(list(file_data[layer.path]), known,
-                                            _rel(checkout, layer.path))
-    problems += undeclared_problems([fv.name for fv in flag_vars] + list(flag_secrets),
-                                    known, "PACKER_FLAGS")
+    problems += read.problems + undeclared_in_inputs(read.named, flags.public_variables(),
+                                                     list(flags.secret_variables()), declared)
+    rewritten = unwrap_quoted(read.data, declared)
+    merged = merge_inputs(target, knobs, read, declared, flags)
+    resolved = merged.resolved(knobs.packer_env())
 
-    rewritten = unwrap_quoted(file_data, declared)
-    ordered = [(TEMPLATE_DEFAULTS, declared)]
-    ordered += [(_rel(checkout, l.path), file_data[l.path])
-               for l in layers + user_layers if l.path in file_data]
-    merged = merge(ordered, flag_vars)
-    for key, value in flag_secrets.items():
-        merged.values[key] = value
-        merged.origin[key] = "PACKER_FLAGS -var"
-    if knobs.vsphere_password and hv.vsphere:
-        merged.values["password"] = knobs.vsphere_password
-        merged.origin["password"] = "VSPHERE_PASSWORD"
+    def origin(key: str) -> str:
+        return merged.origin.get(key, TEMPLATE_DEFAULTS)
 
+    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
     # A file that could not be read leaves the merged view incomplete: rules
     # over it would report fields "empty" that the file may well set.
-    if not unreadable:
-        problems += _cross_checks(checkout, target, knobs, merged, bad_fields)
-    problems += _environment_checks(knobs, merged)
-    resolved = merged.resolved(knobs.packer_env())
-    origin = lambda key: merged.origin.get(key, TEMPLATE_DEFAULTS)
-    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
-    problems += fetched.problems
-    problems += [f"{origin('cd_content_location')}: {p}" for p in
-                 cd_content_sources(resolved.get("cd_content_location", ""), checkout.root)[1]]
+    if not read.unreadable:
+        problems += cross_checks(target, knobs, merged, read.bad_fields)
+    problems += environment_checks(knobs, merged) + fetched.problems
+    problems += kubernetes_package_problems(resolved, origin)
+    problems += cd_content_problems(resolved, origin("cd_content_location"), checkout.root)
     if problems and strict:
-        raise InputError(f"{target.task_name(action)}: {len(problems)} problem"
-                         f"{'s' if len(problems) > 1 else ''} in the configuration; "
-                         "nothing was started", problems)
+        raise problems_error(target.task_name(action), problems)
 
-    output_root = checkout.output_dir
-    build_name = merged.get("build_name")
+    work_dir = checkout.work_root / target.name
+    vm_name, artifact = _output_names(checkout, target, merged, resolved)
+    generated = _generated_values(checkout, target, knobs, merged, vm_name, artifact, work_dir,
+                                  time.time() if now is None else now)
+    generated.update(fetched.values)
+    generated["ib_ansible_vars"] = set_pairs(declared.get("ib_ansible_vars", ""),
+                                             {**resolved, **fetched.values})
+    if target.hypervisor.base:
+        os_keys = list(read.data.get(checkout.os_file(target.os_name), {}))
+        generated["base_inputs_hash"] = inputs_hash(checkout.root, merged.values, os_keys,
+                                                    target.hypervisor.builder)
+    generated = _overlay_generated(checkout, knobs, merged, generated, user_layers)
+    hidden_source = source_problems(target, merged)
+    if hidden_source and strict:
+        raise problems_error(target.task_name(action), hidden_source)
+
+    all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
+    return BuildPlan(
+        checkout=checkout, target=target, action=action, knobs=knobs,
+        flags=flags.public_flags() + stock_install_dirs(resolved, merged, work_dir),
+        layers=all_layers, merged=merged, generated=generated,
+        flag_secrets=flags.secret_variables(),
+        normalised=_normalised(all_layers, read.data, rewritten, work_dir),
+        work_dir=work_dir, artifact_dir=artifact,
+        log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=read.data,
+        options=options or BuildOptions(),
+        # without a communicator no provisioner reaches the VM: goss would fail to upload
+        goss_plugin=goss.find_plugin()
+        if action == "build" and merged.get("communicator") != "none" else None,
+        downloads=fetched.downloads,
+        warnings=no_effect_warnings(checkout, target, merged,
+                                    [shown(checkout, layer.path) for layer in user_layers]),
+    )
+
+
+def _output_names(checkout: Checkout, target: Target, merged: MergedVars,
+                  resolved: dict[str, str]) -> tuple[str, Path]:
+    """The VM's name and the output directory: ours, unless a var file sets upstream's."""
+    hv = target.hypervisor
+    build_name, semver = merged.get("build_name"), merged.get("kubernetes_semver")
     if hv.base:
-        artifact = naming.base_artifact_dir(output_root, build_name)
+        artifact = naming.base_artifact_dir(checkout.output_dir, build_name)
         vm_name = naming.base_vm_name(build_name)
     else:
-        artifact = naming.artifact_dir(output_root, build_name, merged.get("kubernetes_semver"))
-        vm_name = naming.node_vm_name(build_name, merged.get("kubernetes_semver"))
+        artifact = naming.artifact_dir(checkout.output_dir, build_name, semver)
+        vm_name = naming.node_vm_name(build_name, semver)
     # Upstream's names for the VM and its output directory, when a var file sets them.
     name_var, dir_var = ("base_build_version", "base_output_dir") if hv.base else \
         ("build_version", "output_dir")
@@ -299,11 +267,17 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         name_var = "image_name"
     vm_name = resolved.get(name_var) or vm_name
     if resolved.get(dir_var):
-        artifact = checkout.root / resolved.get(dir_var)
+        artifact = checkout.root / resolved[dir_var]
     if merged.get("output_directory"):
         artifact = Path(merged.get("output_directory"))
-    work_dir = checkout.work_root / target.name
-    now = time.time() if now is None else now
+    return vm_name, artifact
+
+
+def _generated_values(checkout: Checkout, target: Target, knobs: Knobs, merged: MergedVars,
+                      vm_name: str, artifact: Path, work_dir: Path,
+                      now: float) -> dict[str, str]:
+    """What each build generates for itself: names, paths, times, its id and SSH password."""
+    hv, build_name = target.hypervisor, merged.get("build_name")
     generated = {
         "vm_name": vm_name,
         "output_directory": str(artifact),
@@ -319,210 +293,49 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         # destroys only the VM that carries its own build's id.
         "ib_build_id": secrets.token_hex(12),
         "ssh_password": secrets.token_urlsafe(24),
-        **fetched.values,
-        "ib_ansible_vars": set_pairs(declared.get("ib_ansible_vars", ""),
-                                     {**resolved, **fetched.values}),
     }
     if hv.base:
-        os_keys = list(file_data.get(os_file, {}))
-        generated["base_inputs_hash"] = inputs_hash(checkout.root, merged.values, os_keys,
-                                                    hv.builder)
         generated["base_snapshot_name"] = \
             PACKER_SNAPSHOT if is_true(merged.get("create_snapshot")) else ""
     if hv.name == "vsphere-clone":
         generated["template"] = naming.base_vm_name(build_name)
     if hv.name == "local-vmx":
-        generated["source_path"] = str(_base_vmx(output_root, build_name))
+        base = naming.base_vm_name(build_name)
+        generated["source_path"] = str(
+            naming.base_artifact_dir(checkout.output_dir, build_name) / f"{base}.vmx")
     if knobs.vsphere_password and hv.vsphere:
         generated["password"] = knobs.vsphere_password
-    # Generated values fill in; they never override what a var file or flag sets
-    # (a template default such as ib_python's "python3" is not set by anyone).
+    return generated
+
+
+def _overlay_generated(checkout: Checkout, knobs: Knobs, merged: MergedVars,
+                       generated: dict[str, str],
+                       user_layers: list[VarLayer]) -> dict[str, str]:
+    """The generated values nobody set, put into ``merged`` where Packer will see them.
+
+    Generated values fill in; they never override what a var file or flag sets (a
+    template default such as ib_python's "python3" is not set by anyone). Packer reads
+    the generated file before PACKER_VAR_FILES and -var flags: where one of those sets
+    a key, even to "", that value is what Packer uses. Returns the values to write.
+    """
     generated = {k: v for k, v in generated.items()
                  if not merged.get(k) or merged.origin.get(k) == TEMPLATE_DEFAULTS
                  or (k == "password" and knobs.vsphere_password)}
-    # Packer reads the generated file before PACKER_VAR_FILES and -var flags:
-    # where one of those sets a key, even to "", that value is what Packer uses.
-    later = {_rel(checkout, l.path) for l in user_layers} | {"PACKER_FLAGS -var"}
+    later = {shown(checkout, layer.path) for layer in user_layers} | {"PACKER_FLAGS -var"}
     for key, value in generated.items():
         if merged.origin.get(key) not in later:
-            merged.values[key] = value
-            merged.origin[key] = "generated"
-    for key, hvs in (("template", ("vsphere-clone",)), ("source_path", ("local-vmx",))):
-        if hv.name in hvs and not merged.get(key) and strict:
-            raise InputError(f"{target.task_name(action)}: 1 problem in the configuration; "
-                             "nothing was started", [
-                                 f"{merged.origin.get(key)}: {key}: is empty here, which hides "
-                                 f"the default (the base of {target.os_name}); remove the field "
-                                 "or name a source"])
-
-    flags += stock_install_dirs(resolved, merged, work_dir)
-    all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
-    normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
-                  for i, l in enumerate(all_layers)
-                  if l.path in file_data
-                  and (needs_normalising(file_data[l.path]) or l.path in rewritten)}
-    return BuildPlan(
-        checkout=checkout, target=target, action=action, knobs=knobs, flags=flags,
-        layers=all_layers, merged=merged, generated=generated, flag_secrets=flag_secrets,
-        normalised=normalised, work_dir=work_dir, artifact_dir=artifact,
-        log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=file_data,
-        options=options or BuildOptions(),
-        # without a communicator no provisioner reaches the VM: goss would fail to upload
-        goss_plugin=goss.find_plugin()
-        if action == "build" and merged.get("communicator") != "none" else None,
-        downloads=fetched.downloads,
-        warnings=no_effect_warnings(checkout, target, merged,
-                                    [_rel(checkout, l.path) for l in user_layers]),
-    )
+            merged.set(key, value, "generated")
+    return generated
 
 
-def _base_vmx(output_root: Path, build_name: str) -> Path:
-    base = naming.base_vm_name(build_name)
-    return naming.base_artifact_dir(output_root, build_name) / f"{base}.vmx"
-
-
-def _var_files_hint(knobs: Knobs, path: Path) -> str:
-    """Where a PACKER_VAR_FILES entry that could not be read came from; when
-    it is part of a path with spaces that the split cut apart, say so."""
-    words = knobs.packer_var_files_text.split()
-    for i in range(len(words)):
-        for j in range(i + 2, len(words) + 1):
-            joined = Path(" ".join(words[i:j])).absolute()
-            if joined.is_file() and path.name in " ".join(words[i:j]):
-                return (f" (named in PACKER_VAR_FILES, which is split at spaces: {str(joined)!r} "
-                        "exists; quote it: PACKER_VAR_FILES='\"my vars.json\" other.json')")
-    return " (named in PACKER_VAR_FILES)"
-
-
-def output_dir_problems(checkout: Checkout) -> list[str]:
-    """The output directory must be a directory we can write to (or be creatable)."""
-    out = checkout.output_dir
-    name = f"IB_OUTPUT_DIR={out}" if os.environ.get("IB_OUTPUT_DIR") else f"output directory {out}"
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():
-            return [f"environment: {name}: {existing} is a dangling symbolic link; "
-                    "fix or remove it"]
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "" if existing == out else f" ({existing} is a file)"
-        return [f"environment: {name}: not a directory{where}; point IB_OUTPUT_DIR at a "
-                "directory (it is created when missing)"]
-    try:  # the only reliable test, root included: write something and take it back
-        fd, probe = tempfile.mkstemp(prefix=".ib-write-test-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return [f"environment: {name}: cannot write in {existing} ({exc.strerror}); point "
-                "IB_OUTPUT_DIR at a writable directory"]
-    return []
-
-
-_SEMVER = re.compile(r"^v(\d+)\.(\d+)\.\d+")
-
-
-def _value_checks(knobs: Knobs, merged: MergedVars, where: Callable[[str, str], str],
-                  bad_fields: set[str]) -> list[str]:
-    """Values that pass the schema but cannot work: sizes, versions, Flatcar's release."""
-    problems: list[str] = []
-    values = merged.resolved({"FLATCAR_CHANNEL": knobs.flatcar_channel,
-                              "FLATCAR_VERSION": knobs.flatcar_version})
-    distro = values.get("distro_name", "")
-    memory_min, disk_min = OS_MINIMUMS.get(distro, DEFAULT_MINIMUMS)
-    what = f"{distro} installs" if distro in OS_MINIMUMS else "installs"
-    floors = (("cpu", MIN_CPU, "CPU"), ("cpu_cores", 1, "core per socket"),
-              ("memory", memory_min, f"MiB of memory for {what}"),
-              ("disk_size", disk_min, f"MiB of disk for {what}"))
-    for key, floor, unit in floors:
-        value = values.get(key, "").strip()
-        if key in bad_fields or not value.isdigit() or int(value) >= floor:
-            continue
-        problems.append(f"{where(key, 'packer/packer-common.json')}: {key}: {value} is below "
-                        f"the minimum of {floor} {unit}; set {key} to {floor} or more")
-    semver, series = values.get("kubernetes_semver", ""), values.get("kubernetes_series", "")
-    match = _SEMVER.match(semver)
-    if match and series and "kubernetes_series" not in bad_fields \
-            and series != f"v{match.group(1)}.{match.group(2)}":
-        series_file = where("kubernetes_series", "packer/config/kubernetes.json")
-        semver_file = where("kubernetes_semver", "packer/config/kubernetes.json")
-        source = "" if semver_file == series_file else f" (set in {semver_file})"
-        problems.append(f"{series_file}: kubernetes_series: {series} does not match "
-                        f"kubernetes_semver {semver}{source}; set it to "
-                        f"v{match.group(1)}.{match.group(2)}")
-    if distro == "flatcar":
-        for key, env, ok, hint in (
-                ("flatcar_channel", "FLATCAR_CHANNEL", lambda v: v in FLATCAR_CHANNELS,
-                 "one of " + ", ".join(FLATCAR_CHANNELS)),
-                ("flatcar_version", "FLATCAR_VERSION", FLATCAR_VERSION.match,
-                 "'current' or a release such as 3975.2.0")):
-            if not ok(values.get(key, "")):
-                origin = merged.origin.get(key, TEMPLATE_DEFAULTS)
-                field = f"environment: {env}" if origin == TEMPLATE_DEFAULTS \
-                    else f"{where(key, '')}: {key}"
-                problems.append(f"{field}: {values.get(key, '')!r} is not a Flatcar release "
-                                f"name; use {hint} (it becomes part of the ISO URL and the "
-                                "typed boot command)")
-    if (all(values.get(k, "").strip().lower() == "true"
-            for k in ("load_additional_components", "additional_s3", "additional_s3_ceph"))
-            and not values.get("additional_s3_endpoint", "").strip()):
-        problems.append(f"{where('additional_s3_ceph', '')}: additional_s3_ceph: Ceph RGW has no "
-                        "default endpoint; set additional_s3_endpoint to its URL")
-    return problems
-
-
-def _environment_checks(knobs: Knobs, merged: MergedVars) -> list[str]:
-    """What the environment must provide for this build."""
-    problems = []
-    if merged.get("distro_name") == "rhel":
-        for var, value in (("RHSM_USER", knobs.rhsm_user), ("RHSM_PASS", knobs.rhsm_pass)):
-            if not value:
-                problems.append(f"environment: {var}: RHEL builds register with Red Hat "
-                                f"Subscription Manager; export {var}")
-    return problems
-
-
-def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
-                  merged: MergedVars, bad_fields: set[str] = frozenset()) -> list[str]:
-    """Rules that span files: required fields, either/or, versions, values, environment.
-
-    Fields in ``bad_fields`` already have a schema problem: no second line for them.
-    """
-    problems: list[str] = []
-    hv = target.hypervisor
-
-    def where(key: str, default_file: str) -> str:
-        """The file that set ``key``, or the one where the user should set it."""
-        origin = merged.origin.get(key, TEMPLATE_DEFAULTS)
-        if origin == "PACKER_FLAGS -var":
-            return "PACKER_FLAGS"
-        return default_file if origin == TEMPLATE_DEFAULTS else origin
-
-    if hv.vsphere:
-        vfile = f"ova/{hv.extra_var_file}"
-        for key in VSPHERE_REQUIRED:
-            if key not in bad_fields and not merged.get(key).strip():
-                hint = " (or set VSPHERE_PASSWORD)" if key == "password" else ""
-                problems.append(f"{where(key, vfile)}: {key}: is empty; set it{hint}")
-        cluster, host = merged.get("cluster").strip(), merged.get("host").strip()
-        if bool(cluster) == bool(host):
-            state = "both are set" if cluster else "neither is set"
-            problems.append(f"{vfile}: cluster/host: set exactly one of cluster or host "
-                            f"({state}: cluster={cluster!r}, host={host!r})")
-    # An empty source_path means the local-base VM: a prerequisite (prerequisites.py).
-    if hv.name == "local-vmx" and merged.get("source_path") \
-            and not Path(merged.get("source_path")).is_file():
-        problems.append(f"{where('source_path', 'ova/vmx.json')}: source_path: "
-                        f"{merged.get('source_path')} does not exist")
-
-    vmx, minimum = merged.get("vmx_version"), merged.get("min_vmx_version")
-    if vmx.isdigit() and minimum.isdigit() and int(vmx) < int(minimum):
-        problems.append(f"{where('vmx_version', 'packer/packer-common.json')}: vmx_version: "
-                        f"{vmx} is below the minimum {minimum} that {target.os_name} needs; "
-                        f"set vmx_version to {minimum} or more")
-    if not merged.get("kubernetes_semver"):
-        problems.append("packer/config/kubernetes.json: kubernetes_semver: is empty; set it")
-    problems += _value_checks(knobs, merged, where, bad_fields)
-    return problems
+def _normalised(layers: list[VarLayer], file_data: dict[Path, dict[str, object]],
+                rewritten: set[Path], work_dir: Path) -> dict[Path, Path]:
+    """Where the string-only copies of var files go: Packer 1.x refuses other values,
+    and upstream's quoted lists reach it rewritten (see upstream.unwrap_quoted)."""
+    return {layer.path: work_dir / "var-files" / f"{i:02d}-{layer.path.name}"
+            for i, layer in enumerate(layers)
+            if layer.path in file_data
+            and (needs_normalising(file_data[layer.path]) or layer.path in rewritten)}
 
 
 def write_build_files(plan: BuildPlan) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from imagebuilder.config.knobs import tool_path
-from imagebuilder.config.validation import is_true
+from imagebuilder.config.varfiles import is_true
 from imagebuilder.errors import BuildError, ImageBuilderError, InputError
 from imagebuilder.planning import goss
 from imagebuilder.planning.install_files import render_install_files

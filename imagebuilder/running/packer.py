@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from imagebuilder.errors import InputError
+from imagebuilder.redaction import Redactor  # logs are redacted by the one set of rules
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STEP = re.compile(r"^==> [^:]+: (?P<msg>.+)$")
-REDACTED = "<sensitive>"
 
 #: Seconds Packer gets after SIGINT to clean up (destroy its VM) before SIGTERM.
 INTERRUPT_GRACE = float(os.environ.get("IB_INTERRUPT_GRACE", "60"))
@@ -44,30 +44,6 @@ def step_of(line: str) -> str | None:
     """The step Packer reports in a ``==> builder: message`` line, if it is one."""
     match = _STEP.match(_ANSI.sub("", line).rstrip())
     return match.group("msg") if match else None
-
-
-#: Secrets shorter than this are redacted only where they stand alone (not
-#: inside a word): replacing every "p" of a log would wreck it and reveal the
-#: secret anyway. Longer ones are redacted wherever they appear.
-MIN_REDACTED_LENGTH = 4
-
-
-class Redactor:
-    """Replaces every secret value in a line with ``<sensitive>``."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        unique = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._secrets = [s for s in unique if len(s) >= MIN_REDACTED_LENGTH]
-        short = [s for s in unique if len(s) < MIN_REDACTED_LENGTH]
-        self._short = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, short))
-                                 + r")(?![A-Za-z0-9])") if short else None
-
-    def __call__(self, line: str) -> str:
-        for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
-        if self._short:
-            line = self._short.sub(REDACTED, line)
-        return line
 
 
 #: What Packer gets when we die without stopping it (SIGKILL): it handles SIGTERM

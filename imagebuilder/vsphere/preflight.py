@@ -11,7 +11,7 @@ from typing import Callable
 
 from pyVmomi import vim
 
-from imagebuilder.config.validation import is_true
+from imagebuilder.config.varfiles import is_true
 from imagebuilder.errors import ImageBuilderError, InputError
 from imagebuilder.planning.plan import TEMPLATE_DEFAULTS, BuildPlan
 from imagebuilder.vsphere.driver import Driver

@@ -6,7 +6,7 @@ from typing import Callable
 
 from pyVmomi import vim
 
-from imagebuilder.config.validation import is_true
+from imagebuilder.config.varfiles import is_true
 from imagebuilder.errors import BuildError
 from imagebuilder.planning.plan import BuildPlan
 from imagebuilder.running.steps import BuildState

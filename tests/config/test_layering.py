@@ -8,19 +8,15 @@ import stat
 
 import pytest
 from helpers.common import VSPHERE, write_json
+from helpers.planning import plan_for
 
 from imagebuilder.config.catalog import HYPERVISORS, Target, parse_target
 from imagebuilder.config.knobs import Knobs
-from imagebuilder.planning.plan import plan_build, write_build_files
+from imagebuilder.planning.plan import write_build_files
 
 
 def var_files(argv):
     return [a.split("=", 1)[1] for a in argv if a.startswith("-var-file=")]
-
-
-def plan_for(checkout, name, env=None, action="build"):
-    knobs = Knobs.from_env(env or {})
-    return plan_build(checkout, parse_target(name, checkout.os_names()), knobs, action)
 
 
 @pytest.fixture
@@ -206,10 +202,9 @@ def test_vsphere_builds_export_with_a_sha256_manifest(checkout, vsphere_ok, tmp_
 def test_a_later_empty_value_hides_a_generated_default(checkout, vsphere_ok, tmp_path):
     """Packer's rule: a later var file wins, even with "". Our view must agree."""
     blank = write_json(tmp_path / "blank.json", {"template": ""})
-    target = parse_target("node-ova-vsphere-clone-ubuntu-2204", checkout.os_names())
     from imagebuilder.errors import InputError
     with pytest.raises(InputError) as info:
-        plan_build(checkout, target, Knobs.from_env({"PACKER_VAR_FILES": f"{vsphere_ok} {blank}"}))
+        plan_for(checkout, "node-ova-vsphere-clone-ubuntu-2204", var_files=[vsphere_ok, blank])
     assert info.value.problems == [f"{blank}: template: is empty here, which hides the default "
                                    "(the base of ubuntu-2204); remove the field or name a source"]
     plan = plan_for(checkout, "node-ova-vsphere-clone-ubuntu-2204",

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 from helpers.common import REPO, VSPHERE, write_json
+from helpers.planning import plan_for
 
 from imagebuilder import api
-from imagebuilder.config.catalog import HYPERVISORS, parse_target
+from imagebuilder.config.catalog import HYPERVISORS
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.errors import InputError
 from imagebuilder.planning.inspect import render_target
-from imagebuilder.planning.plan import plan_build
 
 CORPUS = REPO / "tests" / "data" / "upstream_shaped"
 CONFIG = sorted((CORPUS / "config").glob("*.json"))
@@ -46,7 +46,7 @@ def knobs(files: list[Path], **env: str) -> Knobs:
 
 
 def plan(checkout, name: str, files: list[Path], **env: str):
-    return plan_build(checkout, parse_target(name, checkout.os_names()), knobs(files, **env))
+    return plan_for(checkout, name, {**ENV, **env}, var_files=files)
 
 
 def rendered(checkout, tmp_path: Path, name: str, files: list[Path], **env: str) -> dict:

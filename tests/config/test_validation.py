@@ -8,17 +8,14 @@ import sys
 
 import pytest
 from helpers.common import REPO, VSPHERE, events, write_json
+from helpers.planning import plan_for
 
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
 from imagebuilder.errors import InputError
-from imagebuilder.planning.plan import plan_build
 
 
 def problems_of(checkout, name, env):
-    target = parse_target(name, checkout.os_names())
     with pytest.raises(InputError) as info:
-        plan_build(checkout, target, Knobs.from_env(env))
+        plan_for(checkout, name, env)
     assert info.value.exit_code == 2
     return info.value.problems
 
@@ -46,8 +43,7 @@ def test_missing_vsphere_field(checkout, field):
 
 def test_vsphere_password_from_environment(checkout):
     set_vsphere(checkout, password="")
-    target = parse_target("node-ova-vsphere-ubuntu-2204", checkout.os_names())
-    plan = plan_build(checkout, target, Knobs.from_env({"VSPHERE_PASSWORD": "env-Secret-1"}))
+    plan = plan_for(checkout, "node-ova-vsphere-ubuntu-2204", {"VSPHERE_PASSWORD": "env-Secret-1"})
     assert plan.generated["password"] == "env-Secret-1"
 
 
@@ -72,8 +68,7 @@ def test_non_boolean_linked_clone(checkout, value):
 @pytest.mark.parametrize("value", [True, False, "true", "false"])
 def test_booleans_accepted_both_ways(checkout, value):
     set_vsphere(checkout, linked_clone=value, insecure_connection=value)
-    target = parse_target("node-ova-vsphere-clone-ubuntu-2404", checkout.os_names())
-    plan_build(checkout, target, Knobs.from_env({}))
+    plan_for(checkout, "node-ova-vsphere-clone-ubuntu-2404")
 
 
 def test_typo_gets_did_you_mean(checkout, tmp_path):
@@ -182,5 +177,4 @@ def test_build_target_is_virt_or_raw(checkout, tmp_path):
     problems = problems_of(checkout, "node-ova-local-ubuntu-2404", {"PACKER_VAR_FILES": str(user)})
     assert f"{user}: build_target: 'metal' is not one of ['virt', 'raw']" in problems
     user = write_json(tmp_path / "raw.json", {"build_target": "raw"})
-    target = parse_target("node-ova-local-ubuntu-2404", checkout.os_names())
-    plan_build(checkout, target, Knobs.from_env({"PACKER_VAR_FILES": str(user)}))  # accepted
+    plan_for(checkout, "node-ova-local-ubuntu-2404", var_files=[user])  # accepted

@@ -20,8 +20,9 @@ from helpers.common import REPO
 
 from imagebuilder.config.checkout import COMMON_VAR_FILES, Checkout
 from imagebuilder.config.template import NO_EFFECT_HERE, reach
-from imagebuilder.config.upstream import PLANNER_INPUTS, install_template_variables
+from imagebuilder.config.upstream import PLANNER_INPUTS
 from imagebuilder.planning import goss
+from imagebuilder.planning.install_files import template_variables
 
 ANSIBLE_CARRIERS = ("ib_ansible_vars", "ansible_common_vars", "ansible_extra_vars", "ansible_user_vars")
 
@@ -89,7 +90,7 @@ def unconsumed() -> dict[str, str]:
     declared = json.loads((REPO / "packer" / "node.json").read_text())["variables"]
     reached = reach(template(), values())
     via_ansible = ansible_names()
-    install = install_template_variables(Checkout(REPO))
+    install = template_variables(Checkout(REPO))
     text = role_text()
     missing = {}
     for name in declared:
@@ -116,14 +117,10 @@ def test_every_declared_variable_has_an_effect():
 @pytest.mark.parametrize("name", sorted(NO_EFFECT_HERE))
 def test_no_effect_names_are_accepted_with_a_warning(checkout, tmp_path, name):
     from helpers.common import write_json
-
-    from imagebuilder.config.catalog import parse_target
-    from imagebuilder.config.knobs import Knobs
-    from imagebuilder.planning.plan import plan_build
+    from helpers.planning import plan_for
 
     extra = write_json(tmp_path / "shared.json", {name: "something"})
-    target = parse_target("build-node-ova-local-ubuntu-2204", checkout.os_names())
-    plan = plan_build(checkout, target, Knobs.from_env({"PACKER_VAR_FILES": str(extra)}))
+    plan = plan_for(checkout, "build-node-ova-local-ubuntu-2204", var_files=[extra])
     [line] = [w for w in plan.warnings if name in w]
     assert line.startswith(f"{extra}: {name}: has no effect on OVA builds")
     assert "\n" not in line

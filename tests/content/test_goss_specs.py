@@ -19,11 +19,9 @@ import jsonschema
 import pytest
 import yaml
 from helpers.common import REPO
+from helpers.planning import plan_for
 
-from imagebuilder.config.catalog import parse_target
 from imagebuilder.config.checkout import Checkout
-from imagebuilder.config.knobs import Knobs
-from imagebuilder.planning.plan import plan_build
 
 GOSS = REPO / "packer" / "goss"
 ANSIBLE = REPO / "packer" / "ansible"
@@ -99,9 +97,8 @@ def gossrender(tmp_path_factory) -> Path:
 def goss_vars(os_name: str, overrides: dict[str, str] | None = None) -> dict:
     """goss-vars.yaml with vars_inline over it, as the goss provisioner passes them
     for a local build of ``os_name`` (``overrides`` as a user's var file would set them)."""
-    target = parse_target(f"node-ova-local-{os_name}", Checkout(REPO).os_names())
-    knobs = Knobs.from_env({"RHSM_USER": "user", "RHSM_PASS": "stand-in"})  # RHEL needs them
-    plan = plan_build(Checkout(REPO), target, knobs, "build")
+    plan = plan_for(Checkout(REPO), f"node-ova-local-{os_name}",
+                    {"RHSM_USER": "user", "RHSM_PASS": "stand-in"})  # RHEL needs them
     merged = plan.merged.resolved({})
     values = {**merged, **(overrides or {})}
     inline = {k: re.sub(r"\{\{user `(\w+)`\}\}", lambda m: values.get(m.group(1), ""), v)

@@ -15,13 +15,12 @@ import jsonschema
 import pytest
 import yaml
 from helpers.common import REPO
+from helpers.planning import plan_for
 
-from imagebuilder.config.catalog import parse_target
 from imagebuilder.config.checkout import find_checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.planning.inspect import render_target
 from imagebuilder.planning.install_files import render_install_files
-from imagebuilder.planning.plan import plan_build
 
 VALIDATORS = Path(os.environ.get("IB_VALIDATORS_DIR") or REPO.parent / "shared" / "validators")
 
@@ -55,8 +54,7 @@ def os_of(distro: str) -> list[str]:
 
 def render(checkout, os_name: str, tmp_path: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Render ``os_name``'s install files as a local build would; returns them by name."""
-    target = parse_target(f"node-ova-local-{os_name}", checkout.os_names())
-    plan = plan_build(checkout, target, Knobs.from_env(ENV), "build", strict=False)
+    plan = plan_for(checkout, f"node-ova-local-{os_name}", ENV, strict=False)
     files = render_install_files(plan)
     values = plan.merged.resolved(plan.knobs.packer_env(ENV))
     return {p.name: p for p in files}, values

@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Iterator
 
 from helpers.common import REPO, write_json
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
+from helpers.planning import plan_for
 from imagebuilder.planning.inspect import ansible_vars
-from imagebuilder.planning.plan import plan_build
 
 SUITE = "stable"
 MIRROR = os.environ.get("IB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -509,10 +507,8 @@ def node_vars(checkout, tmp_path: Path, overrides: dict[str, str]) -> dict[str, 
     user_file = write_json(tmp_path / "user-vars.json",
                            {"enable_disk_packing": "false", **overrides,
                             "ansible_user_vars": USER_VARS})
-    knobs = Knobs.from_env({"PACKER_VAR_FILES": str(user_file)})
-    target = parse_target("node-ova-local-ubuntu-2404", checkout.os_names())
-    plan = plan_build(checkout, target, knobs, "build")
-    return ansible_vars(plan.merged.resolved(knobs.packer_env({})))
+    plan = plan_for(checkout, "node-ova-local-ubuntu-2404", var_files=[user_file])
+    return ansible_vars(plan.merged.resolved(plan.knobs.packer_env({})))
 
 
 def run_playbook(playbook: Path, root: Path, variables: dict[str, str],

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import pytest
 from helpers.common import write_json
+from helpers.planning import plan_for
 
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
 from imagebuilder.errors import InputError
 from imagebuilder.planning.downloads import KNOWN_SHA256
-from imagebuilder.planning.plan import plan_build
 
 GH = "https://github.com"
 
 
 def plan(checkout, tmp_path, values: dict, target: str = "build-node-ova-local-ubuntu-2404"):
-    extra = write_json(tmp_path / "versions.json", values)
-    knobs = Knobs.from_env({"PACKER_VAR_FILES": str(extra)})
-    return plan_build(checkout, parse_target(target, checkout.os_names()), knobs)
+    return plan_for(checkout, target, var_files=[write_json(tmp_path / "versions.json", values)])
 
 
 def problems(checkout, tmp_path, values: dict) -> list[str]:

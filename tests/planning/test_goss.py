@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 import re
 
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
+from helpers.planning import plan_for
+
 from imagebuilder.planning.goss import skipped_reason, validation
-from imagebuilder.planning.plan import plan_build, write_build_files
+from imagebuilder.planning.plan import write_build_files
 from imagebuilder.running.build import run_plan
 from imagebuilder.running.summary import table, write_json
 
-
-def plan_for(checkout, name="node-ova-local-ubuntu-2204"):
-    return plan_build(checkout, parse_target(name, checkout.os_names()), Knobs.from_env({}))
+LOCAL = "node-ova-local-ubuntu-2204"
 
 
 def test_without_the_plugin_the_source_template_runs(checkout, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("PACKER_PLUGIN_PATH", raising=False)
-    plan = plan_for(checkout)
+    plan = plan_for(checkout, LOCAL)
     assert plan.goss_plugin is None
     assert plan.argv()[-1] == str(checkout.node_template)
     assert "goss" not in checkout.node_template.read_text().split('"provisioners"')[1]
@@ -31,7 +29,7 @@ def test_with_the_plugin_goss_runs_after_node_yml(checkout, monkeypatch, tmp_pat
     plugins.mkdir()
     (plugins / "packer-provisioner-goss").write_text("#!/bin/sh\n")  # its presence is all we read
     monkeypatch.setenv("PACKER_PLUGIN_PATH", str(plugins))
-    plan = plan_for(checkout)
+    plan = plan_for(checkout, LOCAL)
     assert plan.goss_plugin == plugins / "packer-provisioner-goss"
     assert plan.argv()[-1] == str(plan.work_dir / "node.json")
     write_build_files(plan)
@@ -56,7 +54,7 @@ def test_packer_init_installs_the_goss_plugin():
 
 def test_goss_inspect_mode_fails_the_build_by_default(checkout):
     """As upstream: goss_inspect_mode false, so a failing check fails the build."""
-    plan = plan_for(checkout)
+    plan = plan_for(checkout, LOCAL)
     assert plan.merged.get("goss_inspect_mode") == "false"
 
 
@@ -64,7 +62,7 @@ def test_a_build_without_goss_says_its_image_is_not_validated(checkout, standin,
                                                               tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("PACKER_PLUGIN_PATH", raising=False)
-    plan = plan_for(checkout)
+    plan = plan_for(checkout, LOCAL)
     lines: list[str] = []
     steps: list[str] = []
     result = run_plan(plan, on_step=steps.append, on_line=lines.append)
@@ -84,7 +82,7 @@ def test_a_build_with_goss_is_reported_validated(checkout, standin, monkeypatch,
     plugins.mkdir()
     (plugins / "packer-provisioner-goss").write_text("#!/bin/sh\n")
     monkeypatch.setenv("PACKER_PLUGIN_PATH", str(plugins))
-    plan = plan_for(checkout)
+    plan = plan_for(checkout, LOCAL)
     result = run_plan(plan)
     assert result.ok, result.error
     assert result.validation == "goss"
@@ -101,7 +99,6 @@ def test_no_communicator_and_base_builds(checkout, monkeypatch, tmp_path):
     assert skipped_reason(base) is None and validation(base) == ""
     user = tmp_path / "none.json"
     user.write_text(json.dumps({"communicator": "none"}))
-    plan = plan_build(checkout, parse_target("node-ova-local-ubuntu-2204", checkout.os_names()),
-                      Knobs.from_env({"PACKER_VAR_FILES": str(user)}))
+    plan = plan_for(checkout, LOCAL, var_files=[user])
     assert validation(plan).startswith("skipped: Packer has no communicator")
     assert plan.goss_plugin is None and plan.template == checkout.node_template

@@ -5,12 +5,10 @@ from __future__ import annotations
 import fnmatch
 
 import pytest
+from helpers.planning import plan_for
 
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.options import BuildOptions
 from imagebuilder.errors import InputError
-from imagebuilder.planning.plan import plan_build
 from imagebuilder.vcsim import write_vsphere_json
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.preflight import preflight
@@ -25,18 +23,16 @@ def sim(module_vcsim):
     return module_vcsim
 
 
-def plan_for(checkout, sim, tmp_path, target="node-ova-vsphere-clone-ubuntu-2204",
+def sim_plan(checkout, sim, tmp_path, target="node-ova-vsphere-clone-ubuntu-2204",
              options=None, **vsphere):
     vsphere.setdefault("template", "DC0_C0_RP0_VM0")
     files = write_vsphere_json(sim, tmp_path / "v.json", **vsphere)
-    knobs = Knobs.from_env({"PACKER_VAR_FILES": str(files)})
-    return plan_build(checkout, parse_target(target, checkout.os_names()), knobs,
-                      options=options)
+    return plan_for(checkout, target, var_files=[files], options=options)
 
 
 def problems(checkout, sim, tmp_path, **kw):
     with pytest.raises(InputError) as info:
-        preflight([plan_for(checkout, sim, tmp_path, **kw)])
+        preflight([sim_plan(checkout, sim, tmp_path, **kw)])
     assert info.value.exit_code == 2
     prefix = "build-node-ova-vsphere-clone-ubuntu-2204: "
     assert all(p.startswith(prefix) for p in info.value.problems)
@@ -44,7 +40,7 @@ def problems(checkout, sim, tmp_path, **kw):
 
 
 def test_a_good_configuration_passes(checkout, sim, tmp_path):
-    preflight([plan_for(checkout, sim, tmp_path)])
+    preflight([sim_plan(checkout, sim, tmp_path)])
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -83,7 +79,7 @@ def test_bad_credentials(checkout, sim, tmp_path):
 
 
 def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
-    plan = plan_for(checkout, sim, tmp_path)
+    plan = sim_plan(checkout, sim, tmp_path)
     vm_name = plan.merged.get("vm_name")
     settings = VSphereSettings.from_vars(plan.merged.values)
     with Session(settings) as si:
@@ -98,7 +94,7 @@ def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
         found = problems(checkout, sim, tmp_path)
         assert found == [f"vm_name: a VM named {vm_name!r} already exists in datacenter DC0; "
                          "pass --force to replace it, or clean it up first"]
-        preflight([plan_for(checkout, sim, tmp_path, options=BuildOptions(force=True))])
+        preflight([sim_plan(checkout, sim, tmp_path, options=BuildOptions(force=True))])
     finally:
         with Session(settings) as si:
             driver = Driver(si)
@@ -108,7 +104,7 @@ def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
 
 
 def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, sim, tmp_path):
-    plan = plan_for(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
+    plan = sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
     settings = VSphereSettings.from_vars(plan.merged.values)
     with Session(settings) as si:
         driver = Driver(si)
@@ -118,7 +114,7 @@ def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, sim, tmp_pa
                      "snapshot, which a linked clone needs; pass --prepare-template (it is "
                      "turned into a VM, snapshotted and marked as a template again) or set "
                      "linked_clone to false"]
-    preflight([plan_for(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true",
+    preflight([sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true",
                         options=BuildOptions(prepare_template=True))])
     with Session(settings) as si:
         driver = Driver(si)
@@ -127,4 +123,4 @@ def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, sim, tmp_pa
         prepare_template(driver, settings, dc, template)
         assert driver.is_template(template)
         assert [s.name for s in driver.snapshots(template)] == ["imagebuilder-base"]
-    preflight([plan_for(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")])
+    preflight([sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")])
