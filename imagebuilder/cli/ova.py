@@ -1,7 +1,7 @@
 """``python -m imagebuilder ova ...``: assemble and verify OVAs from the command line.
 
     python -m imagebuilder ova assemble --from-packer output/ubuntu-2204-kube-v1.37.1
-    python -m imagebuilder ova assemble --vmdk disk.vmdk --os ubuntu-2204 \\
+    python -m imagebuilder ova assemble --vmdk disk.vmdk --os ubuntu-2204
         --kubernetes-version v1.37.1 --output /tmp/out [--vmx 19] [--firmware efi]
     python -m imagebuilder ova verify output/ubuntu-2204-kube-v1.37.1/ubuntu-2204-kube-v1.37.1.ova
 

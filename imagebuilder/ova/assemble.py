@@ -100,21 +100,26 @@ class ArtifactNames:
 
     @property
     def ovf(self) -> str:
+        """The descriptor's name."""
         return f"{self.stem}.ovf"
 
     @property
     def manifest(self) -> str:
+        """The manifest's name."""
         return f"{self.stem}.mf"
 
     @property
     def ova(self) -> str:
+        """The OVA's name."""
         return f"{self.stem}.ova"
 
     @property
     def checksum(self) -> str:
+        """The name of the OVA's ``.sha256`` file."""
         return f"{self.stem}.ova.sha256"
 
     def disk(self, index: int) -> str:
+        """The name of disk ``index`` (0 = the boot disk)."""
         return f"{self.stem}-disk-{index}.vmdk"
 
 
@@ -148,9 +153,11 @@ class AssemblyPlan:
 
     @property
     def names(self) -> ArtifactNames:
+        """The file names of this OVA."""
         return artifact_names(self.settings.build_name, self.settings.kubernetes_semver)
 
     def image(self) -> NodeImage:
+        """What the descriptor says about the image."""
         s = self.settings
         return NodeImage(name=s.artifact, os_display_name=s.os_display_name,
                          kubernetes_semver=s.kubernetes_semver, ovf_os_id=s.ovf_os_id,
@@ -174,6 +181,7 @@ class AssemblyResult:
     verified: VerifiedOva | None = None
 
     def summary(self) -> str:
+        """One line: path, size, disks, conversions, time and digest."""
         size = self.ova.stat().st_size
         converted = f", converted {', '.join(self.converted)}" if self.converted else ""
         return (f"{self.ova} ({size / (1 << 20):.1f} MiB, {len(self.disks)} disk"
@@ -358,7 +366,7 @@ def assemble(plan: AssemblyPlan, progress: ByteProgress | None = None,
 
 def _run_ovftool(plan: AssemblyPlan, ovf: bytes, disks: list[tuple[str, VmdkInfo, int]],
                  scratch: Path, log: Log) -> Path:
-    """ovftool with IB_OVFTOOL_ARGS, our descriptor in, an OVA out (in ``scratch``)."""
+    """Run ovftool with IB_OVFTOOL_ARGS, our descriptor in, an OVA out (in ``scratch``)."""
     names = plan.names
     source = scratch / "ovftool-in"
     source.mkdir()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.ova.archive import Member, advise_sequential, list_members
@@ -49,7 +50,7 @@ def sidecar_path(ova: Path) -> Path:
     return ova.with_name(ova.name + ".sha256")
 
 
-def _read(fh, member: Member, limit: int) -> bytes:
+def _read(fh: BinaryIO, member: Member, limit: int) -> bytes:
     if member.size > limit:
         raise BuildError(f"member {member.name} is {member.size} bytes; a descriptor or manifest "
                          f"over {limit} bytes is not plausible")
@@ -188,7 +189,7 @@ def _reference_problems(parsed: ParsedOvf, members: list[Member], ovf_member: Me
     return problems
 
 
-def _disk_problems(fh, parsed: ParsedOvf, by_name: dict[str, Member],
+def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
                    path: Path) -> tuple[dict[str, VmdkInfo], list[str]]:
     problems = []
     disks: dict[str, VmdkInfo] = {}
@@ -224,7 +225,7 @@ def _disk_problems(fh, parsed: ParsedOvf, by_name: dict[str, Member],
     return disks, problems
 
 
-def _digest_pass(fh, path: Path, members: list[Member], manifest: Manifest,
+def _digest_pass(fh: BinaryIO, path: Path, members: list[Member], manifest: Manifest,
                  progress: ByteProgress, shown: str) -> tuple[str, dict[str, str]]:
     """One read of the whole file: its SHA-256 on one thread, the manifest's
     members on another."""
