@@ -14,6 +14,7 @@ import sys
 
 from imagebuilder import api
 from imagebuilder.cli import ova as ova_cli
+from imagebuilder.cli import publish as publish_cli
 from imagebuilder.config.options import OPTION_HELP, BuildOptions
 from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
 from imagebuilder.running import tools as deps
@@ -67,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("help", help="overview of targets and knobs")
     sub.add_parser("deps", help="check Packer, plugins, ansible, ovftool")
     ova_cli.add_subparser(sub)
+    publish_cli.add_subparser(sub)
     return p
 
 
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "ova":
         return ova_cli.run(args)
+    if args.command == "publish":
+        return publish_cli.run(args)
     try:
         if args.command in ("build", "validate"):
             progress = (LineProgress() if args.stream else default_progress())
