@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuilder import __version__
+from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
 
 RECORD_NAME = "build-record.json"
@@ -168,13 +169,22 @@ def write_record(record: BuildRecord, path: Path) -> Path:
     return Path(path)
 
 
+def read_limited(path: Path, limit: int, what: str) -> bytes:
+    """A file's bytes, at most ``limit`` of them: InputError naming ``what`` when it is
+    larger or cannot be read (every input here is bounded)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+    if len(data) > limit:
+        raise InputError(f"{path}: over {limit >> 20} MiB; not {what}")
+    return data
+
+
 def read_record(path: Path) -> BuildRecord | None:
     """The record at ``path``, or None when there is none or it is unreadable."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_RECORD + 1)
-        if len(raw) > MAX_RECORD:
-            return None
-        return BuildRecord.from_json(json.loads(raw))
-    except (OSError, ValueError):
+        return BuildRecord.from_json(json.loads(read_limited(path, MAX_RECORD, "a record")))
+    except (InputError, ValueError):
         return None

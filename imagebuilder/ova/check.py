@@ -9,7 +9,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from imagebuilder.errors import BuildError, InputError
+from imagebuilder.errors import BuildError
+from imagebuilder.ova.build_record import read_limited
 from imagebuilder.ova.progress import ByteProgress
 from imagebuilder.ova.provenance import (
     MAX_PROVENANCE,
@@ -50,13 +51,7 @@ def check_ova(path: Path, progress: ByteProgress | None = None, ca_file: Path | 
 
 
 def _provenance_note(statement: Path, ova: Path, result: VerifiedOva) -> str:
-    try:
-        with open(statement, "rb") as fh:
-            data = fh.read(MAX_PROVENANCE + 1)
-    except OSError as exc:
-        raise BuildError(f"{statement}: cannot read the provenance ({exc.strerror})") from None
-    if len(data) > MAX_PROVENANCE:
-        raise InputError(f"{statement}: over {MAX_PROVENANCE >> 20} MiB; not a provenance")
+    data = read_limited(statement, MAX_PROVENANCE, "a provenance statement")
     problems = check_provenance(data, ova.name, result.sha256, statement.name)
     if problems:
         raise BuildError(problems[0], problems[1:] or None)

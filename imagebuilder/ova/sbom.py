@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from imagebuilder import __version__
 from imagebuilder.errors import InputError
-from imagebuilder.ova.build_record import DownloadRecord
+from imagebuilder.ova.build_record import DownloadRecord, read_limited
 
 SPEC_VERSION = "1.6"
 MAX_INVENTORY = 32 << 20
@@ -103,14 +103,7 @@ def _split_atom(text: str) -> tuple[str, str]:
 
 def read_inventory(path: Path) -> Inventory:
     """The inventory file at ``path`` (bounded to MAX_INVENTORY bytes)."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_INVENTORY + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
-    if len(data) > MAX_INVENTORY:
-        raise InputError(f"{path}: over {MAX_INVENTORY >> 20} MiB; not a package inventory")
-    return parse_inventory(data, str(path))
+    return parse_inventory(read_limited(path, MAX_INVENTORY, "a package inventory"), str(path))
 
 
 def _purl(manager: str, distro: str, package: Package) -> str:

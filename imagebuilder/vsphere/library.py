@@ -61,6 +61,16 @@ def _error_text(status: int, raw: bytes) -> tuple[str, str]:
     return kind, text or kind or f"HTTP {status}"
 
 
+def _check_answer(what: str, status: int, raw: bytes) -> None:
+    """LibraryError for an answer too large or an HTTP error."""
+    if len(raw) > MAX_ANSWER:
+        raise LibraryError(f"{what}: an answer over {MAX_ANSWER >> 20} MiB; that is not the "
+                           "Automation API")
+    if status >= 300:
+        kind, text = _error_text(status, raw)
+        raise LibraryError(f"{what}: {text}", kind, status)
+
+
 class RestSession:
     """A logged-in Automation API session (``with RestSession(settings) as rest``)."""
 
@@ -119,12 +129,7 @@ class RestSession:
                                f"({exc or type(exc).__name__})") from None
         finally:
             conn.close()
-        if len(raw) > MAX_ANSWER:
-            raise LibraryError(f"{method} {path}: an answer over {MAX_ANSWER >> 20} MiB; that is "
-                               "not the Automation API")
-        if response.status >= 300:
-            kind, text = _error_text(response.status, raw)
-            raise LibraryError(f"{method} {path}: {text}", kind, response.status)
+        _check_answer(f"{method} {path}", response.status, raw)
         if not raw.strip():
             return None
         try:
@@ -195,9 +200,7 @@ class RestSession:
                                f"({exc or type(exc).__name__})") from None
         finally:
             conn.close()
-        if response.status >= 300:
-            kind, text = _error_text(response.status, raw)
-            raise LibraryError(f"upload to {parts.path}: {text}", kind, response.status)
+        _check_answer(f"upload to {parts.path}", response.status, raw)
 
 
 @dataclass(frozen=True)

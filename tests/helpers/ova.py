@@ -287,3 +287,27 @@ def openssl_verify_ova(ova: Path, ca: Path, workdir: Path) -> list[str]:
         if digest.returncode != 0 or digest.stdout.split()[0].decode() != line.split()[-1]:
             failed.append(f"digest of {name}")
     return failed
+
+
+def packer_build_with_record(checkout, output: Path, monkeypatch) -> Path:
+    """A finished Packer build of CUSTOM_DATA's target: its output directory (under
+    ``output``, which becomes IB_OUTPUT_DIR) with a streamOptimized disk in its manifest,
+    and the build's record in its work directory, from the target's real plan."""
+    import shutil as _shutil
+
+    from imagebuilder.config.catalog import parse_target
+    from imagebuilder.config.knobs import Knobs
+    from imagebuilder.ova.build_record import RECORD_NAME, record_from_plan, write_record
+    from imagebuilder.planning.plan import plan_build
+
+    for knob in ("SOURCE_DATE_EPOCH", "IB_SIGNING_KEY", "IB_SIGNING_CERT", "IB_OVFTOOL"):
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("IB_OUTPUT_DIR", str(output))
+    target = parse_target(CUSTOM_DATA["ib_target"], checkout.os_names())
+    plan = plan_build(checkout, target, Knobs.from_env({}), "build")
+    plan.work_dir.mkdir(parents=True)
+    write_record(record_from_plan(plan, _shutil.which("packer")), plan.work_dir / RECORD_NAME)
+    out = output / CUSTOM_DATA["vm_name"]
+    out.mkdir(parents=True)
+    write_manifest(out, [make_vmdk(out / f"{CUSTOM_DATA['vm_name']}-disk1.vmdk")])
+    return out

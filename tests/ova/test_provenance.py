@@ -6,29 +6,20 @@ import json
 import shutil
 
 import pytest
-from helpers.ova import CUSTOM_DATA, SigningCa, make_vmdk, openssl, run_cli, write_manifest
-
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
-from imagebuilder.ova.build_record import RECORD_NAME, record_from_plan, write_record
-from imagebuilder.planning.plan import plan_build
+from helpers.ova import (
+    SigningCa,
+    make_vmdk,
+    openssl,
+    packer_build_with_record,
+    run_cli,
+)
 
 STEM = "ubuntu-2204-kube-v1.37.1"
 
 
 @pytest.fixture
 def build(checkout, tmp_path, monkeypatch):
-    for knob in ("SOURCE_DATE_EPOCH", "IB_SIGNING_KEY", "IB_SIGNING_CERT", "IB_OVFTOOL"):
-        monkeypatch.delenv(knob, raising=False)
-    monkeypatch.setenv("IB_OUTPUT_DIR", str(tmp_path / "output"))
-    target = parse_target(CUSTOM_DATA["ib_target"], checkout.os_names())
-    plan = plan_build(checkout, target, Knobs.from_env({}), "build")
-    plan.work_dir.mkdir(parents=True)
-    write_record(record_from_plan(plan, shutil.which("packer")), plan.work_dir / RECORD_NAME)
-    out = tmp_path / "output" / STEM
-    out.mkdir(parents=True)
-    write_manifest(out, [make_vmdk(out / f"{STEM}-disk1.vmdk")])
-    return out
+    return packer_build_with_record(checkout, tmp_path / "output", monkeypatch)
 
 
 def test_signed_provenance_matches_the_ova(build, tmp_path):

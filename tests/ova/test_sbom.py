@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 
@@ -14,20 +13,18 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from helpers.chroot import PLAYBOOKS, chroot_unavailable, make_debian_root, run_playbook
-from helpers.ova import CUSTOM_DATA, make_vmdk, member_bytes, run_cli, write_manifest
+from helpers.ova import (
+    member_bytes,
+    packer_build_with_record,
+    run_cli,
+)
 
-from imagebuilder.config.catalog import parse_target
-from imagebuilder.config.knobs import Knobs
 from imagebuilder.errors import InputError
 from imagebuilder.ova.build_record import (
     INVENTORY_NAME,
-    RECORD_NAME,
-    record_from_plan,
-    write_record,
 )
 from imagebuilder.ova.ovf import parse_ovf
 from imagebuilder.ova.sbom import parse_inventory, read_inventory, sbom_bytes, sbom_document
-from imagebuilder.planning.plan import plan_build
 
 STEM = "ubuntu-2204-kube-v1.37.1"
 #: ``rpm -qa --qf`` as the redhat task file asks it, recorded on a Rocky Linux 9 image.
@@ -76,20 +73,7 @@ def test_not_an_inventory():
 
 @pytest.fixture
 def build(checkout, tmp_path, monkeypatch):
-    """A finished Packer build: its output directory with a streamOptimized disk and the
-    build's record in its work directory (from the real plan of the target)."""
-    for knob in ("SOURCE_DATE_EPOCH", "IB_SIGNING_KEY", "IB_SIGNING_CERT", "IB_OVFTOOL"):
-        monkeypatch.delenv(knob, raising=False)
-    monkeypatch.setenv("IB_OUTPUT_DIR", str(tmp_path / "output"))
-    target = parse_target(CUSTOM_DATA["ib_target"], checkout.os_names())
-    plan = plan_build(checkout, target, Knobs.from_env({}), "build")
-    plan.work_dir.mkdir(parents=True)
-    write_record(record_from_plan(plan, shutil.which("packer")), plan.work_dir / RECORD_NAME)
-    out = tmp_path / "output" / STEM
-    out.mkdir(parents=True)
-    disk = make_vmdk(out / f"{STEM}-disk1.vmdk")
-    write_manifest(out, [disk])
-    return out
+    return packer_build_with_record(checkout, tmp_path / "output", monkeypatch)
 
 
 def test_the_post_processor_puts_the_sbom_in_and_beside_the_ova(build):

@@ -162,3 +162,29 @@ def test_the_item_description_and_files_are_json_clean(settings, ova):
     published = publish_ova(settings, ova, "clean", create=True)
     assert json.loads(member_bytes(ova, f"{STEM}.cdx.json"))["bomFormat"] == "CycloneDX"
     assert {f.algorithm for f in published.files} == {"SHA256"}
+
+
+def test_the_invoke_tasks(module_vcsim, checkout, tmp_path, monkeypatch):
+    """As a user runs it: publish-node-ova-<hv>-<os> publishes what the target's build
+    left; deploy-ova --from-library LIB/ITEM NAME deploys it back as a template."""
+    from helpers.common import BIN, REPO, write_json
+    for knob in ("SOURCE_DATE_EPOCH", "IB_SIGNING_KEY", "IB_SIGNING_CERT", "IB_OVFTOOL"):
+        monkeypatch.delenv(knob, raising=False)
+    disk = make_vmdk(tmp_path / "d.vmdk", data=[(MiB, os.urandom(MiB))])
+    assemble(plan_from_vmdks([disk], "ubuntu-2204", "v1.37.1"))   # where the target's build puts it
+    env = dict(os.environ, PACKER_VAR_FILES=str(write_json(tmp_path / "v.json",
+                                                           vsphere_config(module_vcsim))))
+
+    def invoke(*args):
+        return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    published = invoke("publish-node-ova-local-ubuntu-2204", "--library", "by-invoke", "--create")
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert published.stdout.strip().endswith(f"by-invoke/{STEM}")
+    again = invoke("publish-node-ova-local-ubuntu-2204", "--library", "by-invoke")
+    assert again.returncode == 2 and "pass --force to replace it" in again.stderr
+    deployed = invoke("deploy-ova", "--from-library", f"by-invoke/{STEM}", "via-invoke",
+                      "--template")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with connect(module_vcsim) as si:
+        assert objects(si, vim.VirtualMachine)["via-invoke"].config.template
