@@ -215,18 +215,15 @@ def ova_verify(c, ova, ca=None, provenance=False):
                     provenance=provenance))
 
 
-def deploy_ova(c, ova=None, name=None, folder=None, datastore=None, network=None,
-               template=False, snapshot=None, from_library=None):
-    from imagebuilder.errors import InputError
+def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template=False,
+               snapshot=None, from_library=False):
     from imagebuilder.ova.progress import TqdmByteProgress
     from imagebuilder.vsphere.deploy import deploy_ova as deploy
     from imagebuilder.vsphere.session import VSphereSettings
     settings = VSphereSettings.from_checkout(find_checkout(), _knobs())
-    if not name or bool(ova) == bool(from_library):
-        raise InputError("deploy-ova: give --name and either an OVA or --from-library LIB/ITEM")
-    if from_library:
+    if from_library:  # deploy-ova --from-library LIB/ITEM NAME
         from imagebuilder.vsphere.library_deploy import deploy_from_library, split_library_item
-        deploy_from_library(settings, *split_library_item(from_library), name, folder=folder,
+        deploy_from_library(settings, *split_library_item(ova), name, folder=folder,
                             datastore=datastore, network=network, template=template,
                             snapshot=snapshot, report=print)
         return
@@ -283,7 +280,7 @@ def namespace() -> Collection:
                        "datastore": "default: vsphere.json's", "network": "default: vsphere.json's",
                        "template": "mark the VM as a template afterwards",
                        "snapshot": "take a snapshot of this name afterwards",
-                       "from-library": "LIB/ITEM: deploy a Content Library item instead"}))
+                       "from-library": "the OVA argument is LIB/ITEM, a Content Library item"}))
     ns.add_task(_make("render", "Write the install files and variables a build would use, "
                       "without building (secrets redacted).", render,
                       {"target": "e.g. node-ova-vsphere-ubuntu-2404",
