@@ -104,6 +104,22 @@ def target_task(target: Target, action: str) -> Task:
         return _make(target.task_name(action),
                      f"Remove the output, work files and logs of {target.name}.", body)
 
+    if action == "publish":
+        def body(c, library="", item="", create=False, force=False):
+            from imagebuilder.ova.progress import TqdmByteProgress
+            from imagebuilder.running.stopping import stop_on_signals
+            from imagebuilder.vsphere.library_deploy import publish_target
+            with stop_on_signals():
+                done = publish_target(target, library, item, create=create, force=force,
+                                      progress=TqdmByteProgress(), report=print)
+            print(f"{done.library.name}/{done.item.name}")
+        return _make(target.task_name(action), f"Publish {target.name}'s OVA to a vSphere "
+                     "Content Library (content_library, or --library).", body,
+                     {"library": "the library (default: content_library / vsphere_library_name)",
+                      "item": "the item's name (default: the OVA's name)",
+                      "create": "create a missing library on the build's datastore",
+                      "force": "replace an item of the same name"})
+
     if action == VALIDATE:
         def body(c, **flags):
             _run(c, [target], action, **flags)
@@ -190,19 +206,25 @@ def ova_assemble(c, build_dir, manifest_digest="sha256"):
         print(result.summary())
 
 
-def ova_verify(c, ova):
-    from imagebuilder.ova import verify_ova
+def ova_verify(c, ova, ca=None, provenance=False):
+    from imagebuilder.ova.check import check_ova
     from imagebuilder.ova.progress import TqdmByteProgress
-    result = verify_ova(Path(ova), TqdmByteProgress())
-    print(f"{ova}: ok; sha256 {result.sha256}")
+    print(check_ova(Path(ova), TqdmByteProgress(), ca_file=Path(ca) if ca else None,
+                    provenance=provenance))
 
 
 def deploy_ova(c, ova, name, folder=None, datastore=None, network=None, template=False,
-               snapshot=None):
+               snapshot=None, from_library=False):
     from imagebuilder.ova.progress import TqdmByteProgress
     from imagebuilder.vsphere.deploy import deploy_ova as deploy
     from imagebuilder.vsphere.session import VSphereSettings
     settings = VSphereSettings.from_checkout(find_checkout(), _knobs())
+    if from_library:  # deploy-ova --from-library LIB/ITEM NAME
+        from imagebuilder.vsphere.library_deploy import deploy_from_library, split_library_item
+        deploy_from_library(settings, *split_library_item(ova), name, folder=folder,
+                            datastore=datastore, network=network, template=template,
+                            snapshot=snapshot, report=print)
+        return
     deploy(settings, Path(ova), name, folder=folder, datastore=datastore, network=network,
            template=template, snapshot=snapshot, progress=TqdmByteProgress(), report=print,
            on_task=TqdmTaskProgress())
@@ -234,6 +256,8 @@ def namespace() -> Collection:
         for os_name in os_names:
             for action in ("build", "validate", "clean"):
                 ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), action))
+            if not HYPERVISORS[hv_name].base:  # base builds make no OVA
+                ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), "publish"))
         ns.add_task(hypervisor_all_task(hv_name))
     body, options_help = _with_options(build_all, BUILD, several=True, extra=(
         inspect.Parameter("hypervisor", inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -245,14 +269,18 @@ def namespace() -> Collection:
                       {"build-dir": "e.g. output/ubuntu-2204-kube-v1.37.1",
                        "manifest-digest": "sha256 (default), sha1 for old targets, sha512"}))
     ns.add_task(_make("ova-verify", "Check a finished OVA: member order, manifest digests, "
-                      "descriptor, VMDKs, .sha256.", ova_verify, {"ova": "the .ova file"}))
+                      "descriptor, VMDKs, signature, .sha256.", ova_verify,
+                      {"ova": "the .ova file",
+                       "ca": "PEM CA file: the OVA must be signed by a chain leading to it",
+                       "provenance": "check <name>.provenance.json names this OVA"}))
     ns.add_task(_make("deploy-ova", "Import an OVA into vCenter (placement from vsphere.json), "
                       "optionally snapshot it and mark it as a template.", deploy_ova,
                       {"ova": "the .ova file", "name": "the VM's name",
                        "folder": "VM folder (default: vsphere.json's)",
                        "datastore": "default: vsphere.json's", "network": "default: vsphere.json's",
                        "template": "mark the VM as a template afterwards",
-                       "snapshot": "take a snapshot of this name afterwards"}))
+                       "snapshot": "take a snapshot of this name afterwards",
+                       "from-library": "the OVA argument is LIB/ITEM, a Content Library item"}))
     ns.add_task(_make("render", "Write the install files and variables a build would use, "
                       "without building (secrets redacted).", render,
                       {"target": "e.g. node-ova-vsphere-ubuntu-2404",

@@ -15,6 +15,7 @@ from typing import Callable
 
 from imagebuilder import api
 from imagebuilder.cli import ova as ova_cli
+from imagebuilder.cli import publish as publish_cli
 from imagebuilder.config.catalog import Target
 from imagebuilder.config.options import (
     BUILD,
@@ -71,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("help", help="overview of targets and knobs")
     sub.add_parser("deps", help="check Packer, plugins, ansible, ovftool")
     ova_cli.add_subparser(sub)
+    publish_cli.add_subparser(sub)
     return p
 
 
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "ova":
         return ova_cli.run(args)
+    if args.command == "publish":
+        return publish_cli.run(args)
     try:
         return COMMANDS[args.command](args)
     except ImageBuilderError as exc:

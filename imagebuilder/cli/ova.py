@@ -4,10 +4,13 @@ r"""``python -m imagebuilder ova ...``: assemble and verify OVAs from the comman
     python -m imagebuilder ova assemble --vmdk disk.vmdk --os ubuntu-2204 \
         --kubernetes-version v1.37.1 --output /tmp/out [--vmx 19] [--firmware efi]
     python -m imagebuilder ova verify output/ubuntu-2204-kube-v1.37.1/ubuntu-2204-kube-v1.37.1.ova
+    python -m imagebuilder ova verify x.ova --ca ca.pem --provenance
 
 The environment: ``IB_OVFTOOL`` (make the OVA with ovftool), ``IB_OVFTOOL_ARGS``
 (its extra arguments, split like a shell would), ``OVF_CUSTOM_PROPERTIES``
-(a JSON file of extra ProductSection properties).
+(a JSON file of extra ProductSection properties), ``SOURCE_DATE_EPOCH``
+(reproducible OVAs), ``IB_SIGNING_KEY``/``IB_SIGNING_CERT``/
+``IB_SIGNING_KEY_PASSPHRASE`` (signed OVAs; never on the command line).
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from imagebuilder.ova.assemble import (
     assemble_from_packer,
     plan_from_vmdks,
 )
+from imagebuilder.ova.check import check_ova
 from imagebuilder.ova.hashing import ALGORITHMS
 from imagebuilder.ova.progress import TqdmByteProgress
-from imagebuilder.ova.verify import verify_ova
 
 
 def _say(text: str) -> None:
@@ -64,10 +67,19 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                     help="with --vmdk: firmware (default: the OS catalog's)")
     sp.add_argument("--manifest-digest", choices=sorted(ALGORITHMS), default="sha256",
                     help="digest of the .mf lines (sha1 for old vSphere/Workstation)")
+    sp.add_argument("--package-inventory", metavar="FILE", type=Path,
+                    help="with --vmdk: the image's package-inventory.json, for its SBOM")
     sp = sub.add_parser("verify", help="check a finished OVA",
                         description="Check member order, manifest digests, descriptor "
-                        "references and sizes, VMDK format and capacity, and <ova>.sha256.")
+                        "references and sizes, VMDK format and capacity, the signature of a "
+                        "signed OVA, and <ova>.sha256.")
     sp.add_argument("ovas", nargs="+", type=Path, metavar="OVA")
+    sp.add_argument("--ca", metavar="FILE", type=Path,
+                    help="PEM CA certificates: the OVA must be signed by a chain leading to "
+                    "one of them, every certificate valid now")
+    sp.add_argument("--provenance", nargs="?", const=True, default=False, metavar="FILE",
+                    help="check <name>.provenance.json (or FILE) names this OVA and its "
+                    "sha256, and its .sig")
     return ova
 
 
@@ -75,8 +87,8 @@ def _assemble(args: argparse.Namespace) -> int:
     options = AssembleOptions.from_env(manifest_algorithm=args.manifest_digest)
     progress = TqdmByteProgress()
     if args.from_packer is not None:
-        extra = [f for f in ("os", "kubernetes_version", "output", "vmx", "firmware")
-                 if getattr(args, f) is not None]
+        extra = [f for f in ("os", "kubernetes_version", "output", "vmx", "firmware",
+                             "package_inventory") if getattr(args, f) is not None]
         if extra:
             raise InputError("--from-packer takes everything from the build; drop "
                              + ", ".join("--" + f.replace("_", "-") for f in extra))
@@ -89,19 +101,20 @@ def _assemble(args: argparse.Namespace) -> int:
         raise InputError("--vmdk needs " + " and ".join("--" + f.replace("_", "-")
                                                         for f in missing))
     plan = plan_from_vmdks(args.vmdk, args.os, args.kubernetes_version, args.output,
-                           args.vmx, args.firmware, options)
+                           args.vmx, args.firmware, options, inventory=args.package_inventory)
     print(assemble(plan, progress, _say).summary())
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     progress = TqdmByteProgress()
+    provenance = args.provenance if args.provenance is True else (
+        Path(args.provenance) if args.provenance else False)
+    if provenance not in (True, False) and len(args.ovas) > 1:
+        raise InputError("--provenance FILE names the provenance of one OVA; give one OVA, "
+                         "or --provenance alone to check each OVA's own")
     for path in args.ovas:
-        result = verify_ova(path, progress)
-        disks = ", ".join(f"{name} ({info.capacity >> 20} MiB)"
-                          for name, info in result.disks.items())
-        print(f"{path}: ok: {len(result.members)} members, disks {disks}; "
-              f"sha256 {result.sha256}")
+        print(check_ova(path, progress, ca_file=args.ca, provenance=provenance))
     return 0
 
 

@@ -32,6 +32,8 @@ PLANNER_INPUTS = frozenset({
     "kubernetes_source_type", "min_vmx_version", "build_name", "source_path", "template",
     "create_snapshot", "ssh_public_key", "ssh_username", "distro_name", "distro_version",
     "destroy",
+    # the Content Library step after the OVA (vsphere/library_deploy.py)
+    "content_library", "content_library_create", "vsphere_library_name",
 })
 
 

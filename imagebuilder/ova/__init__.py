@@ -5,9 +5,13 @@
     verify_ova(result.ova)
 
 Modules: ``vmdk`` (headers), ``stream`` (streamOptimized writer), ``convert``
-(to streamOptimized), ``ovf`` (descriptor), ``manifest``,
-``archive`` (tar layout, single-read writer), ``verify``, ``inputs`` (Packer
-manifest, OS catalog), ``assemble`` (planning and the whole job), ``cli``.
+(to streamOptimized), ``ovf`` (descriptor) and ``ovf_parse`` (reading it back),
+``manifest``, ``tar`` (ustar headers, member listing), ``archive`` (the OVA's
+layout, single-read writer), ``verify``, ``check`` (ova-verify with --ca and
+--provenance), ``inputs`` (Packer manifest, OS catalog), ``assembly_plan``
+(options, names, every check), ``assemble`` (the whole job), ``signing``
+(the .cert member), ``build_record`` (what a build was made from), ``sbom``
+(CycloneDX), ``provenance`` (in-toto/SLSA). The command line is ``cli.ova``.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
     plan = plan_from_packer(Path("output/ubuntu-2204-kube-v1.37.1"))
     result = assemble(plan)
 
-Planning reads the inputs, checks the tools (converter, ovftool), the
-settings and the free space, and raises one InputError listing every
-problem before any work starts. ``assemble`` converts disks that are not
-streamOptimized, builds the descriptor, writes the OVA under a temporary
-name, verifies it, and only then renames it and its companions
-(``.ovf``, ``.mf``, ``.ova.sha256``) into place.
+Planning (``assembly_plan``) reads the inputs, checks the tools (converter,
+ovftool), the settings, the signing key and the free space, and raises one
+InputError listing every problem before any work starts. ``assemble``
+converts disks that are not streamOptimized, builds the descriptor (and the
+SBOM), writes the OVA under a temporary name (signed when a key is given),
+verifies it, and only then renames it and its companions (``.ovf``, ``.mf``,
+``.cert``, ``.cdx.json``, ``.provenance.json``, ``.ova.sha256``) into place.
 
 When every disk's digest is known beforehand (Packer's export manifest, or
 taken while we wrote the converted disk), each disk is read once: the OVA's
@@ -20,143 +21,37 @@ export without a manifest) a second pass reads the finished OVA
 
 from __future__ import annotations
 
-import os
+import hashlib
 import shlex
-import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from imagebuilder.config import naming
-from imagebuilder.config.checkout import Checkout, find_checkout
-from imagebuilder.errors import BuildError, InputError
-from imagebuilder.ova.archive import NAME_MAX, DiskFile, write_ova
-from imagebuilder.ova.convert import (
-    MISSING_CONVERTER,
-    Converter,
-    convert_to_stream_optimized,
-    find_converter,
+from imagebuilder.config.checkout import Checkout
+from imagebuilder.errors import BuildError
+from imagebuilder.ova.archive import CertificateMember, DiskFile, SmallFile, write_ova
+from imagebuilder.ova.assembly_plan import (  # noqa: F401 (re-exported: their old home)
+    EULA_FILE,
+    ArtifactNames,
+    AssembleOptions,
+    AssemblyPlan,
+    Log,
+    artifact_names,
+    plan_from_packer,
+    plan_from_vmdks,
+    quiet,
 )
-from imagebuilder.ova.hashing import ALGORITHMS
-from imagebuilder.ova.inputs import (
-    BuildSettings,
-    KnownDigest,
-    catalog_minimum_vmx,
-    custom_properties,
-    disks_of_build,
-    export_digests,
-    read_packer_manifest,
-    settings_from_catalog,
-    settings_from_values,
-)
-from imagebuilder.ova.ovf import NodeImage, OvfDisk, build_ovf, hardware_problems
+from imagebuilder.ova.convert import convert_to_stream_optimized
+from imagebuilder.ova.ovf import OvfDisk, PackageFile, build_ovf
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.ova.provenance import signature_path, statement, statement_bytes
+from imagebuilder.ova.sbom import sbom_bytes, sbom_document
 from imagebuilder.ova.staging import Staging
 from imagebuilder.ova.verify import VerifiedOva, verify_ova
-from imagebuilder.ova.vmdk import VmdkInfo, populated_size, read_vmdk
+from imagebuilder.ova.vmdk import VmdkInfo, populated_size
 
-EULA_FILE = "EULA.txt"
-Log = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class AssembleOptions:
-    """How to assemble, apart from what: manifest digest, ovftool, extra properties."""
-
-    manifest_algorithm: str = "sha256"
-    use_ovftool: bool = False
-    ovftool_args: tuple[str, ...] = ()
-    custom_properties_file: Path | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None,
-                 manifest_algorithm: str = "sha256") -> AssembleOptions:
-        """Read ``IB_OVFTOOL``, ``IB_OVFTOOL_ARGS`` (split like a shell does) and
-        ``OVF_CUSTOM_PROPERTIES`` from ``env`` (default: the process environment)."""
-        env = os.environ if env is None else env
-        raw = env.get("IB_OVFTOOL_ARGS", "")
-        try:
-            args = tuple(shlex.split(raw))
-        except ValueError as exc:
-            raise InputError(f"IB_OVFTOOL_ARGS: cannot split {raw!r} like a shell would: "
-                             f"{exc}") from None
-        props = env.get("OVF_CUSTOM_PROPERTIES", "").strip()
-        return cls(manifest_algorithm=manifest_algorithm,
-                   use_ovftool=bool(env.get("IB_OVFTOOL")), ovftool_args=args,
-                   custom_properties_file=Path(props) if props else None)
-
-
-@dataclass(frozen=True)
-class ArtifactNames:
-    """``<build_name>-kube-<version>`` and the files named after it."""
-
-    stem: str
-
-    @property
-    def ovf(self) -> str:
-        return f"{self.stem}.ovf"
-
-    @property
-    def manifest(self) -> str:
-        return f"{self.stem}.mf"
-
-    @property
-    def ova(self) -> str:
-        return f"{self.stem}.ova"
-
-    @property
-    def checksum(self) -> str:
-        return f"{self.stem}.ova.sha256"
-
-    def disk(self, index: int) -> str:
-        return f"{self.stem}-disk-{index}.vmdk"
-
-
-def artifact_names(build_name: str, kubernetes_semver: str) -> ArtifactNames:
-    """The OVA's file names; unsafe characters (``+`` in a version) become ``-``
-    exactly as in the VM and directory names (``naming.node_vm_name``)."""
-    return ArtifactNames(naming.node_vm_name(build_name, kubernetes_semver))
-
-
-@dataclass
-class AssemblyPlan:
-    """Everything ``assemble`` needs, checked."""
-
-    settings: BuildSettings
-    sources: list[VmdkInfo]
-    output_dir: Path
-    eula: str
-    options: AssembleOptions = field(default_factory=AssembleOptions)
-    extra_properties: list[tuple[str, str]] = field(default_factory=list)
-    converter: Converter | None = None
-    ovftool: str | None = None
-    known_digests: dict[Path, KnownDigest] = field(default_factory=dict)
-    """Disk path -> its digest on record (Packer's export manifest)."""
-
-    def known_digest(self, source: VmdkInfo) -> KnownDigest | None:
-        """The recorded digest of ``source`` when it is in the manifest's algorithm."""
-        known = self.known_digests.get(source.path)
-        if known is None or known.algorithm != self.options.manifest_algorithm:
-            return None
-        return known
-
-    @property
-    def names(self) -> ArtifactNames:
-        return artifact_names(self.settings.build_name, self.settings.kubernetes_semver)
-
-    def image(self) -> NodeImage:
-        s = self.settings
-        return NodeImage(name=s.artifact, os_display_name=s.os_display_name,
-                         kubernetes_semver=s.kubernetes_semver, ovf_os_id=s.ovf_os_id,
-                         os_type=s.guest_os_type, hardware=s.hardware,
-                         properties=tuple(s.properties() + self.extra_properties),
-                         eula=self.eula, os_version=s.distro_version)
+_quiet = quiet
 
 
 @dataclass
@@ -172,203 +67,168 @@ class AssemblyResult:
     converted: list[str]
     seconds: float
     verified: VerifiedOva | None = None
+    sbom: Path | None = None
+    provenance: Path | None = None
+    signed: bool = False
 
     def summary(self) -> str:
+        """One line: path, size, disks, conversions, time and digest."""
         size = self.ova.stat().st_size
         converted = f", converted {', '.join(self.converted)}" if self.converted else ""
+        signed = ", signed" if self.signed else ""
         return (f"{self.ova} ({size / (1 << 20):.1f} MiB, {len(self.disks)} disk"
-                f"{'s' if len(self.disks) != 1 else ''}{converted}) in {self.seconds:.1f}s; "
-                f"sha256 {self.sha256}")
+                f"{'s' if len(self.disks) != 1 else ''}{converted}{signed}) in "
+                f"{self.seconds:.1f}s; sha256 {self.sha256}")
 
 
-def _plan(settings: BuildSettings, sources: list[VmdkInfo], output_dir: Path,
-          options: AssembleOptions, checkout: Checkout) -> AssemblyPlan:
-    """Every check that does not need work done, as one InputError."""
-    problems = hardware_problems(settings.hardware)
-    if options.manifest_algorithm not in ALGORITHMS:
-        problems.append(f"manifest digest {options.manifest_algorithm!r}: use one of "
-                        + ", ".join(ALGORITHMS))
-    names = artifact_names(settings.build_name, settings.kubernetes_semver)
-    longest = max([names.ovf, names.manifest, names.disk(max(len(sources) - 1, 0))], key=len)
-    if len(longest) > NAME_MAX:
-        problems.append(f"{longest}: longer than the {NAME_MAX} characters a tar member name "
-                        "holds; shorten build_name")
-    if not sources:
-        problems.append("no disk to put in the OVA")
-    eula_path = checkout.packer_dir / EULA_FILE
-    eula = ""
-    try:
-        eula = eula_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problems.append(f"{eula_path}: cannot read the EULA the descriptor carries "
-                        f"({exc.strerror})")
-    extra: list[tuple[str, str]] = []
-    if options.custom_properties_file is not None:
-        try:
-            extra = custom_properties(options.custom_properties_file,
-                                      {k for k, _ in settings.properties()})
-        except InputError as exc:
-            problems += exc.problems or [exc.message]
-    converter = None
-    to_convert = [s for s in sources if not s.stream_optimized]
-    if to_convert:
-        converter = find_converter()
-        if converter is None:
-            problems.append(f"{', '.join(str(s.path) for s in to_convert)}: not streamOptimized "
-                            f"and {MISSING_CONVERTER}")
-    ovftool = None
-    if options.use_ovftool:
-        ovftool = shutil.which("ovftool")
-        if ovftool is None:
-            problems.append("IB_OVFTOOL is set but ovftool is not on PATH; install VMware OVF "
-                            "Tool, or unset IB_OVFTOOL to assemble the OVA without it")
-    problems += _output_problems(output_dir, sources)
-    if problems:
-        raise InputError(f"cannot assemble {names.ova}; nothing was started", problems)
-    return AssemblyPlan(settings, sources, Path(output_dir), eula, options, extra, converter,
-                        ovftool)
+@dataclass
+class _Disk:
+    name: str
+    info: VmdkInfo
+    populated: int
+    file: DiskFile
 
 
-def _output_problems(output_dir: Path, sources: list[VmdkInfo]) -> list[str]:
-    """Can the files be written there? Free space is a first look: the OVA holds
-    the disks, streamOptimized; a disk still to convert shrinks but needs room
-    twice (converted copy, then the OVA), so its current size is the estimate."""
-    probe = Path(output_dir)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        return [f"{output_dir}: cannot write there ({probe} is not a writable directory)"]
-    needed = sum(s.size if s.stream_optimized else 2 * s.size for s in sources)
-    free = shutil.disk_usage(probe).free
-    if needed > free:
-        return [f"{output_dir}: about {needed >> 20} MiB are needed and only {free >> 20} MiB "
-                "are free"]
-    return []
+def _prepare_disks(plan: AssemblyPlan, scratch: Path, log: Log) -> tuple[list[_Disk], list[str]]:
+    """Each disk as it goes into the OVA (converted when it must be); its digest
+    when one is on record."""
+    names = plan.names
+    disks, converted = [], []
+    for index, source in enumerate(plan.sources):
+        info = source
+        known = plan.known_digest(source)
+        digest, known_from = (known.hexdigest, str(known.source)) if known else (None, "")
+        if not source.stream_optimized:
+            conversion = convert_to_stream_optimized(
+                source, scratch / names.disk(index), plan.converter, log,
+                plan.options.manifest_algorithm, _content_id(plan, index))
+            info = conversion.info
+            converted.append(source.path.name)
+            digest, known_from = conversion.digest, f"the conversion of {source.path}"
+        with open(info.path, "rb") as fh:
+            populated = populated_size(fh, 0, info.size, info.header)
+        disks.append(_Disk(names.disk(index), info, populated,
+                           DiskFile(names.disk(index), info.path, digest,
+                                    known_from if digest else "")))
+    return disks, converted
 
 
-def plan_from_packer(build_dir: Path, options: AssembleOptions | None = None,
-                     checkout: Checkout | None = None) -> AssemblyPlan | None:
-    """Plan the OVA of the Packer build in ``build_dir`` (its output directory).
-
-    Returns None when the build exported no disk (a simulator run, or a
-    builder that leaves the VM on vSphere): there is nothing to assemble.
-    """
-    build_dir = Path(build_dir)
-    checkout = checkout or find_checkout()
-    build = read_packer_manifest(build_dir)
-    sources = disks_of_build(build, build_dir)
-    if not sources:
+def _content_id(plan: AssemblyPlan, index: int) -> int | None:
+    """With SOURCE_DATE_EPOCH, a converted disk's content ID follows from the inputs."""
+    if plan.options.source_date_epoch is None:
         return None
-    data = build.custom_data
-    min_vmx = catalog_minimum_vmx(checkout, data.get("build_name", ""))
-    settings = settings_from_values(data, f"{build.manifest} custom_data", min_vmx)
-    plan = _plan(settings, sources, build_dir, options or AssembleOptions(), checkout)
-    plan.known_digests = export_digests(build, build_dir, sources)
-    return plan
+    seed = f"{plan.names.disk(index)} {plan.options.source_date_epoch}".encode()
+    return int.from_bytes(hashlib.sha256(seed).digest()[:4], "little")
 
 
-def plan_from_vmdks(vmdks: Sequence[Path], os_name: str, kubernetes_semver: str,
-                    output_dir: Path | None = None, vmx_version: int | None = None,
-                    firmware: str | None = None, options: AssembleOptions | None = None,
-                    checkout: Checkout | None = None, now: float | None = None) -> AssemblyPlan:
-    """Plan an OVA from VMDK files (first = boot disk) without a Packer build.
+def _sbom(plan: AssemblyPlan, log: Log) -> bytes | None:
+    if plan.inventory is None:
+        log(plan.sbom_note)
+        return None
+    downloads = plan.record.downloads if plan.record else None
+    document = sbom_document(plan.settings.artifact, f"kube-{plan.settings.kubernetes_semver}",
+                             plan.mtime, plan.inventory, downloads)
+    log(f"SBOM: {len(plan.inventory.packages)} {plan.inventory.manager} packages"
+        + (f", {len(downloads)} downloads" if downloads is not None
+           else "; the build's record was not found, so no downloads"))
+    return sbom_bytes(document)
 
-    Everything but the disks comes from the OS catalog and the common config;
-    ``output_dir`` defaults to ``output/<build_name>-kube-<version>/``.
-    """
-    checkout = checkout or find_checkout()
-    problems = []
-    sources = []
-    for path in vmdks:
-        try:
-            sources.append(read_vmdk(Path(path)))
-        except InputError as exc:
-            problems.append(exc.message)
-    try:
-        settings = settings_from_catalog(checkout, os_name, kubernetes_semver, vmx_version,
-                                         firmware, now)
-    except InputError as exc:
-        problems += exc.problems or [exc.message]
-        settings = None
-    if problems or settings is None:
-        raise InputError("cannot assemble the OVA; nothing was started", problems)
-    output = Path(output_dir) if output_dir else naming.artifact_dir(
-        checkout.output_dir, settings.build_name, kubernetes_semver)
-    return _plan(settings, sources, output, options or AssembleOptions(), checkout)
+
+def _write(plan: AssemblyPlan, ovf: bytes, disks: list[_Disk], sbom: bytes | None,
+           ova_tmp: Path, progress: ByteProgress, log: Log) -> tuple[str, dict[str, str]] | None:
+    """Our own writer; returns the digests it computed on the way, if it did."""
+    names = plan.names
+    files = [d.file for d in disks]
+    single = all(f.known for f in files)
+    log(f"writing {names.ova}" + (" (disk digests from "
+        + ", ".join(sorted({f.known_from for f in files})) + ": one read of each disk)"
+        if single else ""))
+    signer = plan.options.signer
+    certificate = CertificateMember(
+        names.certificate, signer.certificate_size(names.manifest),
+        lambda manifest: signer.certificate(names.manifest, manifest)) if signer else None
+    written = write_ova(ova_tmp, names.ovf, ovf, names.manifest, files,
+                        plan.options.manifest_algorithm, plan.mtime, progress, names.ova,
+                        trailing=[SmallFile(names.sbom, sbom)] if sbom is not None else (),
+                        certificate=certificate)
+    return (written.sha256, written.digests) if written.sha256 is not None else None
 
 
 def assemble(plan: AssemblyPlan, progress: ByteProgress | None = None,
-             log: Log = _quiet) -> AssemblyResult:
+             log: Log = quiet) -> AssemblyResult:
     """Build, verify and move into place the OVA that ``plan`` describes."""
     started = time.monotonic()
     progress = progress or NoByteProgress()
     names = plan.names
     out = plan.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    final = {kind: out / getattr(names, kind) for kind in ("ova", "ovf", "manifest", "checksum")}
+    final = {kind: out / getattr(names, kind) for kind in
+             ("ova", "ovf", "manifest", "checksum", "certificate", "sbom", "provenance")}
     with Staging() as staging:
         scratch = staging.directory(out, f"{names.stem}.work")
-        disks: list[tuple[str, VmdkInfo, int]] = []
-        files: list[DiskFile] = []
-        converted = []
-        for index, source in enumerate(plan.sources):
-            info = source
-            known = plan.known_digest(source)
-            digest, known_from = (known.hexdigest, str(known.source)) if known else (None, "")
-            if not source.stream_optimized:
-                conversion = convert_to_stream_optimized(
-                    source, scratch / names.disk(index), plan.converter, log,
-                    plan.options.manifest_algorithm)
-                info = conversion.info
-                converted.append(source.path.name)
-                digest, known_from = conversion.digest, f"the conversion of {source.path}"
-            with open(info.path, "rb") as fh:
-                populated = populated_size(fh, 0, info.size, info.header)
-            disks.append((names.disk(index), info, populated))
-            files.append(DiskFile(names.disk(index), info.path, digest,
-                                  known_from if digest else ""))
-        ovf = build_ovf(plan.image(), [OvfDisk(name, info.size, info.capacity, populated)
-                                       for name, info, populated in disks])
+        disks, converted = _prepare_disks(plan, scratch, log)
+        sbom = _sbom(plan, log)
+        in_ova = sbom is not None and not plan.ovftool
+        ovf = build_ovf(plan.image(), [OvfDisk(d.name, d.info.size, d.info.capacity,
+                                               d.populated) for d in disks],
+                        [PackageFile(names.sbom, len(sbom))] if in_ova and sbom else [])
         known_sums = None
         if plan.ovftool:
             ova_tmp = _run_ovftool(plan, ovf, disks, scratch, log)
             staging.adopt(ova_tmp, final["ova"])
+            if sbom is not None:
+                log(f"{names.sbom}: written beside the OVA only (ovftool made the OVA, so the "
+                    "SBOM is not one of its members)")
         else:
             ova_tmp = staging.file_for(final["ova"])
-            single = all(f.known for f in files)
-            log(f"writing {names.ova}" + (" (disk digests from "
-                + ", ".join(sorted({f.known_from for f in files})) + ": one read of each disk)"
-                if single else ""))
-            mtime = int(plan.settings.build_timestamp) if plan.settings.build_timestamp.isdigit() \
-                else int(time.time())
-            written = write_ova(ova_tmp, names.ovf, ovf, names.manifest, files,
-                                plan.options.manifest_algorithm, mtime, progress, names.ova)
-            if written.sha256 is not None:
-                known_sums = (written.sha256, written.digests)
+            known_sums = _write(plan, ovf, disks, sbom, ova_tmp, progress, log)
         verified = verify_ova(ova_tmp, progress, check_sidecar=False, shown=names.ova,
                               digests=known_sums)
         staging.write(final["ovf"], verified.ovf_bytes)
         staging.write(final["manifest"], verified.manifest_bytes)
+        if verified.certificate_bytes:
+            staging.write(final["certificate"], verified.certificate_bytes)
+        if sbom is not None:
+            staging.write(final["sbom"], sbom)
+        provenance = _provenance(plan, verified, sbom, staging, final["provenance"])
         staging.write(final["checksum"], f"{verified.sha256}  {names.ova}\n".encode())
         staging.commit()
     return AssemblyResult(final["ova"], final["ovf"], final["manifest"], final["checksum"],
-                          verified.sha256, [name for name, _, _ in disks], converted,
-                          time.monotonic() - started, verified)
+                          verified.sha256, [d.name for d in disks], converted,
+                          time.monotonic() - started, verified,
+                          final["sbom"] if sbom is not None else None, provenance,
+                          bool(verified.certificate_bytes))
 
 
-def _run_ovftool(plan: AssemblyPlan, ovf: bytes, disks: list[tuple[str, VmdkInfo, int]],
-                 scratch: Path, log: Log) -> Path:
-    """ovftool with IB_OVFTOOL_ARGS, our descriptor in, an OVA out (in ``scratch``)."""
+def _provenance(plan: AssemblyPlan, verified: VerifiedOva, sbom: bytes | None,
+                staging: Staging, target: Path) -> Path:
+    """Stage ``<name>.provenance.json`` (and its signature, with a key)."""
+    names = plan.names
+    byproducts = {names.ovf: hashlib.sha256(verified.ovf_bytes).hexdigest(),
+                  names.manifest: hashlib.sha256(verified.manifest_bytes).hexdigest()}
+    if sbom is not None:
+        byproducts[names.sbom] = hashlib.sha256(sbom).hexdigest()
+    document = statement_bytes(statement(names.ova, verified.sha256, plan.record, byproducts))
+    staging.write(target, document)
+    if plan.options.signer is not None:
+        staging.write(signature_path(target), plan.options.signer.sign(document))
+    return target
+
+
+def _run_ovftool(plan: AssemblyPlan, ovf: bytes, disks: list[_Disk], scratch: Path,
+                 log: Log) -> Path:
+    """Run ovftool with IB_OVFTOOL_ARGS, our descriptor in, an OVA out (in ``scratch``)."""
     names = plan.names
     source = scratch / "ovftool-in"
     source.mkdir()
     (source / names.ovf).write_bytes(ovf)
-    for name, info, _ in disks:
-        (source / name).symlink_to(info.path.resolve())
+    for disk in disks:
+        (source / disk.name).symlink_to(disk.info.path.resolve())
     target_dir = scratch / "ovftool-out"
     target_dir.mkdir()
     target = target_dir / names.ova
-    argv = [plan.ovftool, *plan.options.ovftool_args, str(source / names.ovf), str(target)]
+    argv = [plan.ovftool or "ovftool", *plan.options.ovftool_args, str(source / names.ovf),
+            str(target)]
     log("running " + shlex.join(argv))
     try:
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -386,7 +246,7 @@ def _run_ovftool(plan: AssemblyPlan, ovf: bytes, disks: list[tuple[str, VmdkInfo
 
 
 def assemble_from_packer(build_dir: Path, options: AssembleOptions | None = None,
-                         progress: ByteProgress | None = None, log: Log = _quiet,
+                         progress: ByteProgress | None = None, log: Log = quiet,
                          checkout: Checkout | None = None) -> AssemblyResult | None:
     """What the template's ``ova`` post-processor runs: plan and assemble the OVA of
     the build in ``build_dir``. Returns None (after saying so through ``log``)

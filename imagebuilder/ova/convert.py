@@ -55,8 +55,10 @@ class Conversion:
 
 def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Converter,
                                 log: Callable[[str], None] = lambda _: None,
-                                algorithm: str = "sha256") -> Conversion:
+                                algorithm: str = "sha256", cid: int | None = None) -> Conversion:
     """Write a streamOptimized copy of ``source`` at ``target`` and read its header back.
+
+    ``cid`` fixes the copy's content ID (reproducible OVAs; qemu-img path only).
 
     With qemu-img the copy is written here and its digest (``algorithm``)
     comes back with it; vmware-vdiskmanager's copy comes without one. The
@@ -74,7 +76,7 @@ def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Conve
             hasher = new_hash(algorithm)
             with open(target, "wb") as fh:
                 write_stream_optimized(fh, hasher, target.name, source.capacity,
-                                       _grains(_mapped(converter, source), source))
+                                       _grains(_mapped(converter, source), source), cid=cid)
             digest = hasher.hexdigest()
     except BaseException:
         target.unlink(missing_ok=True)

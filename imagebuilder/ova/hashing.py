@@ -85,6 +85,7 @@ class HashPipeline:
             self._wait(slot)
 
     def close(self) -> None:
+        """Stop the worker threads (after the chunks they hold)."""
         for pool in self._pools:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -101,6 +102,22 @@ class HashPipeline:
 
 class _Stopped(Exception):
     """The other lane failed (or Ctrl-C came): this one gives up."""
+
+
+def _read_chunk(src: int, buffer: memoryview, index: int, size: int, shown: Path) -> memoryview:
+    """Chunk ``index`` of a file of ``size`` bytes, read into ``buffer``."""
+    want = min(CHUNK, size - index * CHUNK)
+    got = os.preadv(src, [buffer[:want]], index * CHUNK)
+    if got != want:
+        raise BuildError(f"{shown}: the file became shorter while it was being read "
+                         f"({index * CHUNK + got} of {size} bytes); is something writing it?")
+    return buffer[:got]
+
+
+def _write_at(dst: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(dst, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def copy_hashing(src: int, dst: int, dst_offset: int, size: int, disk: Any,
@@ -141,22 +158,12 @@ def copy_hashing(src: int, dst: int, dst_offset: int, size: int, disk: Any,
                 slot = i % slots
                 if i % 2 == index:
                     take(free[slot])
-                    want = min(CHUNK, size - i * CHUNK)
-                    got = os.preadv(src, [buffers[slot][:want]], i * CHUNK)
-                    if got != want:
-                        raise BuildError(
-                            f"{shown}: the file became shorter while it was being read "
-                            f"({i * CHUNK + got} of {size} bytes); is something writing it?")
-                    lengths[slot] = length = got
+                    chunk = _read_chunk(src, buffers[slot], i, size, shown)
+                    lengths[slot] = length = len(chunk)
                     filled[slot].release()
-                    chunk = buffers[slot][:got]
                     if hasher is not None:
                         hasher.update(chunk)
-                    view = chunk
-                    offset = dst_offset + i * CHUNK
-                    while view:
-                        written = os.pwrite(dst, view, offset)
-                        view, offset = view[written:], offset + written
+                    _write_at(dst, chunk, dst_offset + i * CHUNK)
                 else:
                     take(filled[slot])
                     length = lengths[slot]

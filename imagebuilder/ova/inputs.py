@@ -169,14 +169,19 @@ def read_packer_manifest(build_dir: Path) -> PackerBuild:
     custom = build.get("custom_data") or {}
     if not isinstance(custom, dict):
         raise InputError(f"{path}: custom_data is not an object")
+    return PackerBuild(path, str(build.get("builder_type") or build.get("name") or ""),
+                       {k: packer_string(v) for k, v in custom.items()},
+                       _listed_files(path, build.get("files") or []))
+
+
+def _listed_files(path: Path, entries: list) -> list[Path]:
     files = []
-    for entry in build.get("files") or []:
+    for entry in entries:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not name:
             raise InputError(f"{path}: a files entry has no name: {entry!r}")
         files.append(Path(name))
-    return PackerBuild(path, str(build.get("builder_type") or build.get("name") or ""),
-                       {k: packer_string(v) for k, v in custom.items()}, files)
+    return files
 
 
 def disks_of_build(build: PackerBuild, build_dir: Path) -> list[VmdkInfo]:

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Sequence
 
-from imagebuilder.errors import BuildError, InputError
+from imagebuilder.errors import InputError
+from imagebuilder.ova.ovf_parse import (  # noqa: F401 (ParsedOvf, parse_ovf: read back here too)
+    CIM,
+    OVF,
+    RASD,
+    VMW,
+    VSSD,
+    XSI,
+    ParsedOvf,
+    parse_ovf,
+)
 from imagebuilder.ova.vmdk import STREAM_OPTIMIZED_FORMAT
 
-OVF = "http://schemas.dmtf.org/ovf/envelope/1"
-CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
-RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
-VSSD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
-VMW = "http://www.vmware.com/schema/ovf"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NAMESPACES = {"xmlns": OVF, "xmlns:cim": CIM, "xmlns:ovf": OVF, "xmlns:rasd": RASD,
               "xmlns:vmw": VMW, "xmlns:vssd": VSSD, "xmlns:xsi": XSI}
 
@@ -96,11 +101,13 @@ class NodeImage:
 
     @property
     def annotation(self) -> str:
+        """The AnnotationSection's text (vSphere shows it as the VM's notes)."""
         return (f"Cluster API vSphere image - {self.os_display_name} and "
                 f"Kubernetes {self.kubernetes_semver}")
 
     @property
     def product(self) -> str:
+        """The ProductSection's Product."""
         return f"{self.os_display_name} and Kubernetes {self.kubernetes_semver}"
 
     @property
@@ -189,9 +196,20 @@ class _Builder:
         return node
 
 
-def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
+@dataclass(frozen=True)
+class PackageFile:
+    """A file of the package that is not a disk (the SBOM): listed in References only."""
+
+    file_name: str
+    file_size: int
+
+
+def build_ovf(image: NodeImage, disks: list[OvfDisk],
+              extra_files: Sequence[PackageFile] = ()) -> bytes:
     """The OVF descriptor (UTF-8 XML) of a node image with ``disks`` (first = boot disk).
 
+    ``extra_files`` are listed in References after the disks (the OVF rule
+    for an archive: its members follow the order of References).
     Raises InputError for hardware the descriptor cannot express, more disks
     than one controller holds, or text XML cannot carry.
     """
@@ -203,20 +221,9 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     if problems:
         raise InputError(f"{image.name}: cannot describe this image in an OVF", problems)
     b = _Builder()
-    hw = image.hardware
     root = b.el(None, "Envelope", **{k.replace(":", "__"): v for k, v in NAMESPACES.items()})
-
-    refs = b.el(root, "References")
-    for i, disk in enumerate(disks, 1):
-        b.el(refs, "File", ovf__href=disk.file_name, ovf__id=f"file{i}", ovf__size=disk.file_size)
-
-    section = b.el(root, "DiskSection")
-    b.el(section, "Info", "Virtual disk information")
-    for i, disk in enumerate(disks, 1):
-        b.el(section, "Disk", ovf__capacity=disk.capacity, ovf__capacityAllocationUnits="byte",
-             ovf__diskId=f"vmdisk{i}", ovf__fileRef=f"file{i}",
-             ovf__format=STREAM_OPTIMIZED_FORMAT, ovf__populatedSize=disk.populated_size)
-
+    _references(b, root, disks, extra_files)
+    _disk_section(b, root, disks)
     section = b.el(root, "NetworkSection")
     b.el(section, "Info", "The list of logical networks")
     net = b.el(section, "Network", ovf__name=NETWORK_NAME)
@@ -225,16 +232,58 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     system = b.el(root, "VirtualSystem", ovf__id=image.name)
     b.el(system, "Info", "A Kubernetes node virtual machine")
     b.el(system, "Name", image.name)
-
     section = b.el(system, "AnnotationSection")
     b.el(section, "Info", "A human-readable annotation")
     b.el(section, "Annotation", image.annotation)
-
     section = b.el(system, "OperatingSystemSection", ovf__id=image.ovf_os_id,
                    ovf__version=image.os_version or None, vmw__osType=image.os_type)
     b.el(section, "Info", "The operating system installed")
     b.el(section, "Description", image.os_display_name)
+    boot_disk = _hardware_section(b, system, image, disks)
+    # Boot from the first disk, as the build VM did (Packer's boot_order disk,cdrom).
+    order = b.el(system, "vmw:BootOrderSection", vmw__instanceId=boot_disk, vmw__type="disk")
+    b.el(order, "Info", "Virtual hardware device boot order")
+    section = b.el(system, "EulaSection")
+    b.el(section, "Info", "An end-user license agreement")
+    b.el(section, "License", image.eula.replace("\r\n", "\n").strip() + "\n")
+    _product_section(b, system, image)
 
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
+
+
+def _references(b: _Builder, root: ET.Element, disks: list[OvfDisk],
+                extra_files: Sequence[PackageFile]) -> None:
+    refs = b.el(root, "References")
+    for i, disk in enumerate(disks, 1):
+        b.el(refs, "File", ovf__href=disk.file_name, ovf__id=f"file{i}", ovf__size=disk.file_size)
+    for i, extra in enumerate(extra_files, len(disks) + 1):
+        b.el(refs, "File", ovf__href=extra.file_name, ovf__id=f"file{i}",
+             ovf__size=extra.file_size)
+
+
+def _disk_section(b: _Builder, root: ET.Element, disks: list[OvfDisk]) -> None:
+    section = b.el(root, "DiskSection")
+    b.el(section, "Info", "Virtual disk information")
+    for i, disk in enumerate(disks, 1):
+        b.el(section, "Disk", ovf__capacity=disk.capacity, ovf__capacityAllocationUnits="byte",
+             ovf__diskId=f"vmdisk{i}", ovf__fileRef=f"file{i}",
+             ovf__format=STREAM_OPTIMIZED_FORMAT, ovf__populatedSize=disk.populated_size)
+
+
+def _hardware_section(b: _Builder, system: ET.Element, image: NodeImage,
+                      disks: list[OvfDisk]) -> int:
+    """The VirtualHardwareSection; returns the boot disk's InstanceID.
+
+    The devices and keys a vSphere export of a node VM writes, in its order
+    (upstream's descriptor was captured from one). Left out on purpose:
+    vmw:CoresPerSocket (the build's custom_data does not carry cpu_cores;
+    upstream writes a fixed 2 whatever the build used, vSphere's one core per
+    socket applies); USB, floppy, serial and sound devices (the build VMs have
+    none); MAC addresses and UUIDs (a template's clones get their own).
+    """
+    hw = image.hardware
     section = b.el(system, "VirtualHardwareSection")
     b.el(section, "Info", "Virtual hardware requirements")
     sys_el = b.el(section, "System")
@@ -242,75 +291,75 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     b.el(sys_el, "vssd:InstanceID", 0)
     b.el(sys_el, "vssd:VirtualSystemIdentifier", image.name)
     b.el(sys_el, "vssd:VirtualSystemType", f"vmx-{hw.vmx_version:02d}")
-    # The devices and keys a vSphere export of a node VM writes, in its order
-    # (upstream's descriptor was captured from one). Left out on purpose:
-    # - vmw:CoresPerSocket: the build's custom_data does not carry cpu_cores (upstream
-    #   writes a fixed 2 whatever the build used); vSphere's one core per socket applies.
-    # - USB, floppy, serial and sound devices: the build VMs have none.
-    # - MAC addresses and UUIDs: a template's clones get their own.
     b.item(section, {"AllocationUnits": "hertz * 10^6", "Description": "Number of Virtual CPUs",
                      "ElementName": f"{hw.cpus} virtual CPU(s)", "InstanceID": 1,
                      "ResourceType": 3, "VirtualQuantity": hw.cpus})
     b.item(section, {"AllocationUnits": "byte * 2^20", "Description": "Memory Size",
                      "ElementName": f"{hw.memory_mb}MB of memory", "InstanceID": 2,
                      "ResourceType": 4, "VirtualQuantity": hw.memory_mb})
+    _controllers_and_devices(b, section, hw)
+    instance = DEVICES_BEFORE_DISKS
+    boot_disk = instance + 1
+    for i, _disk in enumerate(disks):
+        instance += 1
+        b.item(section, {"AddressOnParent": SCSI_UNITS[i], "ElementName": f"Hard disk {i + 1}",
+                         "HostResource": f"ovf:/disk/vmdisk{i + 1}", "InstanceID": instance,
+                         "Parent": SCSI_CONTROLLER_ID, "ResourceType": 17},
+               config={"backing.writeThrough": "false"})
+    _nic_and_cdrom(b, section, hw, instance)
+    for key, value in _system_config(hw):
+        b.el(section, "vmw:Config", ovf__required="false", vmw__key=key, vmw__value=value)
+    return boot_disk
+
+
+#: InstanceIDs of the SCSI controller and the IDE controller the CD-ROM drive hangs on.
+SCSI_CONTROLLER_ID, IDE0_ID = 3, 5
+#: The last InstanceID before the disks (CPU, memory, controllers, video, VMCI).
+DEVICES_BEFORE_DISKS = 7
+
+
+def _controllers_and_devices(b: _Builder, section: ET.Element, hw: VirtualHardware) -> None:
     # PCI slots as vSphere assigns them to a new VM's first SCSI controller, VMCI
     # device and NIC: a deployed node gets the same slots (so the same interface
     # names, e.g. ens192) as the VM the image was built in.
-    controller_id = 3
     b.item(section, {"Address": 0, "Description": "SCSI Controller",
-                     "ElementName": "SCSI controller 0", "InstanceID": controller_id,
+                     "ElementName": "SCSI controller 0", "InstanceID": SCSI_CONTROLLER_ID,
                      "ResourceSubType": CONTROLLERS[hw.disk_controller], "ResourceType": 6},
            config={"slotInfo.pciSlotNumber": "160"})
     # IDE controllers and a CD-ROM drive: users attach ISOs (cloud-init seeds,
     # tools) to node VMs, and a template without a drive cannot take one.
-    ide1_id, ide0_id = 4, 5
     b.item(section, {"Address": 1, "Description": "IDE Controller", "ElementName": "IDE 1",
-                     "InstanceID": ide1_id, "ResourceType": 5})
+                     "InstanceID": 4, "ResourceType": 5})
     b.item(section, {"Address": 0, "Description": "IDE Controller", "ElementName": "IDE 0",
-                     "InstanceID": ide0_id, "ResourceType": 5})
+                     "InstanceID": IDE0_ID, "ResourceType": 5})
     b.item(section, {"AutomaticAllocation": "false", "ElementName": "Video card",
                      "InstanceID": 6, "ResourceType": 24}, required=False,
            config={"useAutoDetect": "false", "videoRamSizeInKB": "4096",
                    "enable3DSupport": "false", "use3dRenderer": "automatic",
                    "graphicsMemorySizeInKB": "262144"})
     b.item(section, {"AutomaticAllocation": "false", "ElementName": "VMCI device",
-                     "InstanceID": 7, "ResourceSubType": "vmware.vmci", "ResourceType": 1},
+                     "InstanceID": DEVICES_BEFORE_DISKS, "ResourceSubType": "vmware.vmci",
+                     "ResourceType": 1},
            required=False, config={"slotInfo.pciSlotNumber": "32",
                                    "allowUnrestrictedCommunication": "false"})
-    instance = 7
-    boot_disk = instance + 1
-    for i, _disk in enumerate(disks):
-        instance += 1
-        b.item(section, {"AddressOnParent": SCSI_UNITS[i], "ElementName": f"Hard disk {i + 1}",
-                         "HostResource": f"ovf:/disk/vmdisk{i + 1}", "InstanceID": instance,
-                         "Parent": controller_id, "ResourceType": 17},
-               config={"backing.writeThrough": "false"})
-    instance += 1
+
+
+def _nic_and_cdrom(b: _Builder, section: ET.Element, hw: VirtualHardware, last: int) -> None:
     b.item(section, {"AddressOnParent": 7, "AutomaticAllocation": "true",
                      "Connection": NETWORK_NAME,
                      "Description": f"{NETWORK_CARDS[hw.network_card]} ethernet adapter",
-                     "ElementName": "Network adapter 1", "InstanceID": instance,
+                     "ElementName": "Network adapter 1", "InstanceID": last + 1,
                      "ResourceSubType": NETWORK_CARDS[hw.network_card], "ResourceType": 10},
            config={"slotInfo.pciSlotNumber": "192", "wakeOnLanEnabled": "false",
                    "connectable.allowGuestControl": "true"})
-    instance += 1
     b.item(section, {"AddressOnParent": 0, "AutomaticAllocation": "false",
-                     "ElementName": "CD/DVD drive 1", "InstanceID": instance,
-                     "Parent": ide0_id, "ResourceSubType": "vmware.cdrom.remotepassthrough",
+                     "ElementName": "CD/DVD drive 1", "InstanceID": last + 2,
+                     "Parent": IDE0_ID, "ResourceSubType": "vmware.cdrom.remotepassthrough",
                      "ResourceType": 15}, required=False,
            config={"backing.exclusive": "false", "connectable.allowGuestControl": "false"})
-    for key, value in _system_config(hw):
-        b.el(section, "vmw:Config", ovf__required="false", vmw__key=key, vmw__value=value)
 
-    # Boot from the first disk, as the build VM did (Packer's boot_order disk,cdrom).
-    order = b.el(system, "vmw:BootOrderSection", vmw__instanceId=boot_disk, vmw__type="disk")
-    b.el(order, "Info", "Virtual hardware device boot order")
 
-    section = b.el(system, "EulaSection")
-    b.el(section, "Info", "An end-user license agreement")
-    b.el(section, "License", image.eula.replace("\r\n", "\n").strip() + "\n")
-
+def _product_section(b: _Builder, system: ET.Element, image: NodeImage) -> None:
     section = b.el(system, "ProductSection")
     b.el(section, "Info", "Information about the installed software")
     b.el(section, "Product", image.product)
@@ -324,106 +373,3 @@ def build_ovf(image: NodeImage, disks: list[OvfDisk]) -> bytes:
     for key, value in image.properties:
         b.el(section, "Property", ovf__key=key, ovf__type="string",
              ovf__userConfigurable="false", ovf__value=value)
-
-    ET.indent(root, space="  ")
-    body = ET.tostring(root, encoding="unicode")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
-
-
-@dataclass(frozen=True)
-class OvfFile:
-    id: str
-    href: str
-    size: int | None
-
-
-@dataclass(frozen=True)
-class OvfDiskEntry:
-    disk_id: str
-    file_ref: str
-    capacity: int | None
-    format: str
-
-
-@dataclass
-class ParsedOvf:
-    """What we check and use of a descriptor read back from an OVA."""
-
-    files: list[OvfFile] = field(default_factory=list)
-    disks: list[OvfDiskEntry] = field(default_factory=list)
-    networks: list[str] = field(default_factory=list)
-    name: str | None = None
-    os_id: int | None = None
-    os_type: str | None = None
-    vmx: str | None = None
-    firmware: str | None = None
-    annotation: str | None = None
-    properties: dict[str, str] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def _q(ns: str, name: str) -> str:
-    return f"{{{ns}}}{name}"
-
-
-_UNITS = re.compile(r"^byte(?:\s*\*\s*(\d+)\s*\^\s*(\d+))?$")
-
-
-def _capacity(disk: ET.Element, problems: list[str]) -> int | None:
-    raw = disk.get(_q(OVF, "capacity"), "")
-    units = disk.get(_q(OVF, "capacityAllocationUnits"), "byte").strip()
-    match = _UNITS.match(units)
-    if not raw.isdigit() or not match:
-        problems.append(f"Disk {disk.get(_q(OVF, 'diskId'))}: capacity {raw!r} in units "
-                        f"{units!r} is not a byte count")
-        return None
-    base, power = match.groups()
-    return int(raw) * (int(base) ** int(power) if base else 1)
-
-
-def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
-    """Read a descriptor; BuildError when it is not XML or not an OVF envelope.
-
-    Problems with individual parts (a size that is not a number...) are
-    collected in ``problems`` rather than raised.
-    """
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise BuildError(f"{shown}: the OVF descriptor is not well-formed XML ({exc})") from None
-    if root.tag != _q(OVF, "Envelope"):
-        raise BuildError(f"{shown}: the root element is {root.tag}, not an OVF 1.x Envelope")
-    out = ParsedOvf()
-    for f in root.iterfind(f"{_q(OVF, 'References')}/{_q(OVF, 'File')}"):
-        size = f.get(_q(OVF, "size"))
-        if size is not None and not size.isdigit():
-            out.problems.append(f"File {f.get(_q(OVF, 'href'))}: size {size!r} is not a number")
-            size = None
-        out.files.append(OvfFile(f.get(_q(OVF, "id"), ""), f.get(_q(OVF, "href"), ""),
-                                 int(size) if size is not None else None))
-    for d in root.iterfind(f"{_q(OVF, 'DiskSection')}/{_q(OVF, 'Disk')}"):
-        out.disks.append(OvfDiskEntry(d.get(_q(OVF, "diskId"), ""), d.get(_q(OVF, "fileRef"), ""),
-                                      _capacity(d, out.problems), d.get(_q(OVF, "format"), "")))
-    out.networks = [n.get(_q(OVF, "name"), "") for n in
-                    root.iterfind(f"{_q(OVF, 'NetworkSection')}/{_q(OVF, 'Network')}")]
-    system = root.find(_q(OVF, "VirtualSystem"))
-    if system is None:
-        out.problems.append("no VirtualSystem element")
-        return out
-    out.name = system.findtext(_q(OVF, "Name"))
-    out.annotation = system.findtext(f"{_q(OVF, 'AnnotationSection')}/{_q(OVF, 'Annotation')}")
-    os_section = system.find(_q(OVF, "OperatingSystemSection"))
-    if os_section is not None:
-        os_id = os_section.get(_q(OVF, "id"), "")
-        out.os_id = int(os_id) if os_id.isdigit() else None
-        out.os_type = os_section.get(_q(VMW, "osType"))
-    hardware = system.find(_q(OVF, "VirtualHardwareSection"))
-    if hardware is not None:
-        out.vmx = hardware.findtext(f"{_q(OVF, 'System')}/{_q(VSSD, 'VirtualSystemType')}")
-        for config in hardware.iterfind(_q(VMW, "Config")):
-            if config.get(_q(VMW, "key")) == "firmware":
-                out.firmware = config.get(_q(VMW, "value"))
-    for product in system.iterfind(_q(OVF, "ProductSection")):
-        for prop in product.iterfind(_q(OVF, "Property")):
-            out.properties[prop.get(_q(OVF, "key"), "")] = prop.get(_q(OVF, "value"), "")
-    return out

@@ -9,24 +9,19 @@ from typing import IO, Protocol
 class ByteProgress(Protocol):
     """Told about one pass at a time, from the thread that does the reading."""
 
-    def begin(self, label: str, total: int) -> None: ...
-
-    def advance(self, count: int) -> None: ...
-
-    def end(self) -> None: ...
-
-
-class NoByteProgress:
-    """Reports nothing (library default)."""
-
     def begin(self, label: str, total: int) -> None:
-        pass
+        """A pass of ``total`` bytes starts, described by ``label``."""
 
     def advance(self, count: int) -> None:
-        pass
+        """``count`` more bytes of the pass are done."""
 
     def end(self) -> None:
-        pass
+        """The pass is over (also after an error)."""
+
+
+class NoByteProgress(ByteProgress):
+    """Reports nothing (library default): the protocol's methods do nothing."""
+
 
 
 class TqdmByteProgress:
@@ -41,16 +36,19 @@ class TqdmByteProgress:
         self._bar = None
 
     def begin(self, label: str, total: int) -> None:
+        """A new bar (closing the previous one)."""
         self.end()
         self._bar = self._tqdm(total=total, desc=label, unit="B", unit_scale=True,
                                unit_divisor=1024, file=self.stream, leave=False,
                                disable=not self.enabled, dynamic_ncols=True)
 
     def advance(self, count: int) -> None:
+        """Move the bar on."""
         if self._bar is not None:
             self._bar.update(count)
 
     def end(self) -> None:
+        """Close the bar."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -49,14 +49,16 @@ WORKERS = 2
 IN_FLIGHT = 16
 
 
-def descriptor(file_name: str, capacity: int, adapter_type: str = "lsilogic") -> bytes:
+def descriptor(file_name: str, capacity: int, adapter_type: str = "lsilogic",
+               cid: int | None = None) -> bytes:
     """The embedded descriptor of a streamOptimized disk of ``capacity`` bytes,
-    with the fields qemu-img writes."""
+    with the fields qemu-img writes; the content ID is random unless ``cid`` is given."""
+    cid = int.from_bytes(os.urandom(4), "little") if cid is None else cid
     sectors = capacity // SECTOR
     cylinders = min(capacity // (255 * 63 * SECTOR), 65535)
     return (
         "# Disk DescriptorFile\nversion=1\n"
-        f"CID={int.from_bytes(os.urandom(4), 'little'):08x}\nparentCID=ffffffff\n"
+        f"CID={cid:08x}\nparentCID=ffffffff\n"
         f'createType="{STREAM_OPTIMIZED}"\n\n'
         f'# Extent description\nRW {sectors} SPARSE "{file_name}"\n\n'
         "# The Disk Data Base\n#DDB\n\n"
@@ -129,17 +131,18 @@ class _Stream:
 
 def write_stream_optimized(fh: BinaryIO, hasher: Any, file_name: str, capacity: int,
                            grains: Iterable[tuple[int, bytes | bytearray]],
-                           adapter_type: str = "lsilogic") -> None:
+                           adapter_type: str = "lsilogic", cid: int | None = None) -> None:
     """Write a streamOptimized VMDK of ``capacity`` bytes to ``fh``, front to back.
 
     ``grains`` yields (grain number, 64 KiB of data) in increasing order;
     grains not yielded, and grains of zeros, read as zeros. Every byte written
     goes to ``hasher.update`` as well. ``file_name`` is the extent name the
-    descriptor records (the disk's own file name).
+    descriptor records (the disk's own file name); ``cid`` its content ID
+    (default: random).
     """
     if capacity % SECTOR:
         raise ValueError(f"capacity {capacity} is not a whole number of sectors")
-    text = descriptor(file_name, capacity, adapter_type)
+    text = descriptor(file_name, capacity, adapter_type, cid)
     if len(text) > DESCRIPTOR_SECTORS * SECTOR:
         raise ValueError(f"descriptor of {len(text)} bytes for {file_name!r} does not fit")
     out = _Stream(fh, hasher, capacity)

@@ -8,16 +8,21 @@ small reads.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Sequence
+
+from cryptography import x509
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.ova.archive import Member, advise_sequential, list_members
 from imagebuilder.ova.hashing import ALGORITHMS, HashPipeline, new_hash
 from imagebuilder.ova.manifest import Manifest, parse_manifest
 from imagebuilder.ova.ovf import ParsedOvf, parse_ovf
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.ova.signing import chain_problems, read_certificate, signature_problems
+from imagebuilder.ova.tar import Member, advise_sequential, list_members
 from imagebuilder.ova.vmdk import (
     STREAM_OPTIMIZED,
     STREAM_OPTIMIZED_FORMAT,
@@ -42,6 +47,7 @@ class VerifiedOva:
     manifest_bytes: bytes
     digests: dict[str, str] = field(default_factory=dict)
     disks: dict[str, VmdkInfo] = field(default_factory=dict)
+    certificate_bytes: bytes = b""
 
 
 def sidecar_path(ova: Path) -> Path:
@@ -49,7 +55,7 @@ def sidecar_path(ova: Path) -> Path:
     return ova.with_name(ova.name + ".sha256")
 
 
-def _read(fh, member: Member, limit: int) -> bytes:
+def _read(fh: BinaryIO, member: Member, limit: int) -> bytes:
     if member.size > limit:
         raise BuildError(f"member {member.name} is {member.size} bytes; a descriptor or manifest "
                          f"over {limit} bytes is not plausible")
@@ -98,14 +104,32 @@ def _manifest_problems(members: list[Member], ovf_name: str) -> tuple[Member | N
     return manifest, problems
 
 
+@dataclass
+class _Parts:
+    """The small members read before the digest pass."""
+
+    ovf_bytes: bytes
+    parsed: ParsedOvf
+    manifest_name: str = ""
+    manifest_bytes: bytes = b""
+    manifest: Manifest = field(default_factory=Manifest)
+    certificate_bytes: bytes = b""
+
+
 def verify_ova(path: Path, progress: ByteProgress | None = None,
                check_sidecar: bool = True, shown: str | None = None,
-               digests: tuple[str, dict[str, str]] | None = None) -> VerifiedOva:
+               digests: tuple[str, dict[str, str]] | None = None,
+               anchors: Sequence[x509.Certificate] | None = None,
+               now: dt.datetime | None = None) -> VerifiedOva:
     """Check the OVA at ``path``; return what was read, or raise BuildError listing
     every problem: member order and names, manifest presence and digests,
-    descriptor references and sizes, VMDK format and capacities, and (when
-    ``check_sidecar`` and it exists) ``<ova>.sha256``. ``shown`` names the file
-    in progress reports (default: its name).
+    descriptor references and sizes, VMDK format and capacities, the
+    signature of a ``.cert`` member, and (when ``check_sidecar`` and it
+    exists) ``<ova>.sha256``. ``shown`` names the file in progress reports
+    (default: its name). With ``anchors`` (the CA certificates of ``--ca``)
+    the OVA must be signed and its chain must lead to one of them, every
+    certificate valid at ``now``. A signature that does not match is the one
+    line of the error: nothing else in such a package can be trusted.
 
     ``digests`` (the file's SHA-256, each member's digest) skips the pass that
     reads the whole file: the writer that computed them on the way passes them,
@@ -121,29 +145,23 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
         raise BuildError(f"{path}: not an OVA", problems + ["no OVF descriptor (.ovf) in it"])
     manifest_member, more = _manifest_problems(members, ovf_member.name)
     problems += more
-
     with open(path, "rb", buffering=0) as fh:
         advise_sequential(fh.fileno())
-        ovf_bytes = _read(fh, ovf_member, MAX_DESCRIPTOR)
-        parsed = parse_ovf(ovf_bytes, f"{path.name}:{ovf_member.name}")
-        problems += [f"{ovf_member.name}: {p}" for p in parsed.problems]
-        manifest_bytes = b""
-        manifest = Manifest()
-        if manifest_member is not None:
-            manifest_bytes = _read(fh, manifest_member, MAX_DESCRIPTOR)
-            manifest = parse_manifest(manifest_bytes.decode("utf-8", errors="replace"),
-                                      manifest_member.name)
-            problems += manifest.problems
-        problems += _reference_problems(parsed, members, ovf_member, manifest_member, manifest)
-        disks, more = _disk_problems(fh, parsed, by_name, path)
+        parts = _read_parts(fh, path, members, ovf_member, manifest_member, problems)
+        signature = _signature_problems(parts, path, anchors, now)
+        if signature and signature[0].startswith(SIGNATURE_MISMATCH):
+            raise BuildError(f"{path}: {signature[0]}")
+        problems += signature
+        problems += _reference_problems(parts.parsed, members, ovf_member, manifest_member,
+                                        parts.manifest)
+        disks, more = _disk_problems(fh, parts.parsed, by_name, path)
         problems += more
         if digests is None:
-            sha256, found = _digest_pass(fh, path, members, manifest, progress,
+            sha256, found = _digest_pass(fh, path, members, parts.manifest, progress,
                                          shown or path.name)
         else:
             sha256, found = digests[0], dict(digests[1])
-
-    for name, (algorithm, expected) in manifest.entries.items():
+    for name, (algorithm, expected) in parts.manifest.entries.items():
         actual = found.get(name)
         if actual is not None and actual != expected:
             problems.append(f"{name}: its {ALGORITHMS[algorithm]} digest is {actual}, the "
@@ -153,9 +171,56 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
     if problems:
         raise BuildError(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}; "
                          "this OVA would be refused or would deploy a damaged VM", problems)
-    return VerifiedOva(path, sha256, members, ovf_member.name, ovf_bytes, parsed,
-                       manifest_member.name if manifest_member else "", manifest_bytes,
-                       found, disks)
+    return VerifiedOva(path, sha256, members, ovf_member.name, parts.ovf_bytes, parts.parsed,
+                       parts.manifest_name, parts.manifest_bytes, found, disks,
+                       parts.certificate_bytes)
+
+
+def _read_parts(fh: BinaryIO, path: Path, members: list[Member], ovf_member: Member,
+                manifest_member: Member | None, problems: list[str]) -> _Parts:
+    ovf_bytes = _read(fh, ovf_member, MAX_DESCRIPTOR)
+    parts = _Parts(ovf_bytes, parse_ovf(ovf_bytes, f"{path.name}:{ovf_member.name}"))
+    problems += [f"{ovf_member.name}: {p}" for p in parts.parsed.problems]
+    if manifest_member is not None:
+        parts.manifest_name = manifest_member.name
+        parts.manifest_bytes = _read(fh, manifest_member, MAX_DESCRIPTOR)
+        parts.manifest = parse_manifest(parts.manifest_bytes.decode("utf-8", errors="replace"),
+                                        manifest_member.name)
+        problems += parts.manifest.problems
+    certs = [(i, m) for i, m in enumerate(members) if m.name.endswith(".cert")]
+    if certs:
+        index, cert = certs[0]
+        expected = ovf_member.name[:-len(".ovf")] + ".cert"
+        previous = members[index - 1].name if index else ""
+        if len(certs) > 1 or cert.name != expected or previous != parts.manifest_name:
+            problems.append(f"the certificate must be one member named {expected}, right after "
+                            "the manifest")
+        parts.certificate_bytes = _read(fh, cert, MAX_DESCRIPTOR)
+    return parts
+
+
+#: How a signature problem that makes the package untrustworthy begins.
+SIGNATURE_MISMATCH = "signature mismatch: "
+
+
+def _signature_problems(parts: _Parts, path: Path, anchors: Sequence[x509.Certificate] | None,
+                        now: dt.datetime | None) -> list[str]:
+    if not parts.certificate_bytes:
+        return [f"{path.name} is not signed (no .cert member), but --ca asks for a signed "
+                "OVA"] if anchors is not None else []
+    try:
+        check = read_certificate(parts.certificate_bytes, f"{path.name}: .cert")
+    except ValueError as exc:
+        return [str(exc)]
+    if not parts.manifest_name:
+        return ["a .cert member without a manifest: there is nothing it signs"]
+    found = signature_problems(check, parts.manifest_name, parts.manifest_bytes, ".cert")
+    if found:
+        return [SIGNATURE_MISMATCH + found[0]]
+    if anchors is not None:
+        return chain_problems(check.chain, anchors, now or dt.datetime.now(dt.timezone.utc),
+                              ".cert")
+    return []
 
 
 def _reference_problems(parsed: ParsedOvf, members: list[Member], ovf_member: Member,
@@ -188,7 +253,7 @@ def _reference_problems(parsed: ParsedOvf, members: list[Member], ovf_member: Me
     return problems
 
 
-def _disk_problems(fh, parsed: ParsedOvf, by_name: dict[str, Member],
+def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
                    path: Path) -> tuple[dict[str, VmdkInfo], list[str]]:
     problems = []
     disks: dict[str, VmdkInfo] = {}
@@ -224,7 +289,7 @@ def _disk_problems(fh, parsed: ParsedOvf, by_name: dict[str, Member],
     return disks, problems
 
 
-def _digest_pass(fh, path: Path, members: list[Member], manifest: Manifest,
+def _digest_pass(fh: BinaryIO, path: Path, members: list[Member], manifest: Manifest,
                  progress: ByteProgress, shown: str) -> tuple[str, dict[str, str]]:
     """One read of the whole file: its SHA-256 on one thread, the manifest's
     members on another."""

@@ -97,6 +97,7 @@ class VmdkInfo:
 
     @property
     def stream_optimized(self) -> bool:
+        """Whether the disk is streamOptimized with the stream layout vSphere reads."""
         return (self.create_type == STREAM_OPTIMIZED and self.header is not None
                 and self.header.stream_layout)
 

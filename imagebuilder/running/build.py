@@ -135,6 +135,9 @@ class RenderStep:
         plan: BuildPlan = state.plan
         write_build_files(plan)
         state.data["install_files"] = render_install_files(plan)
+        if plan.action == "build" and plan.exports:  # the OVA's SBOM and provenance read it
+            from imagebuilder.ova.build_record import RECORD_NAME, record_from_plan, write_record
+            write_record(record_from_plan(plan, find_packer()), plan.work_dir / RECORD_NAME)
         # vmware builders create their output directory (and refuse an existing
         # one); vSphere builders only write into it when exporting, but the
         # manifest post-processor always needs it.
@@ -269,6 +272,10 @@ def steps_for(plan: BuildPlan, on_line: Callable[[str], None] | None = None) -> 
     if hv.vsphere and not hv.base and is_true(plan.merged.get("destroy")):
         from imagebuilder.vsphere.steps import DestroyStep
         steps.append(DestroyStep())
+    if plan.exports:
+        from imagebuilder.vsphere.library_deploy import LibraryPublishStep, library_settings
+        if library_settings(plan)[0]:
+            steps.append(LibraryPublishStep())
     return steps
 
 

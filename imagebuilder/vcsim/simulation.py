@@ -96,6 +96,10 @@ def inventory(sim: Simulator) -> list[tuple[str, bool]]:
         Disconnect(si)
 
 
+#: The Content Library vcsim-build publishes each OVA to (and deploys it back from).
+LIBRARY = "imagebuilder-vcsim"
+
+
 def deploy_outputs(report: api.RunReport, vsphere_json: Path,
                    out: IO[str]) -> list[tuple[Path, str]]:
     """Close the loop for each build of ``report`` that left an OVA: verify it
@@ -117,6 +121,12 @@ def deploy_outputs(report: api.RunReport, vsphere_json: Path,
             deploy_ova(settings, ova, name, template=True,
                        report=lambda text: print(f"  deploy-ova: {text}", file=out))
             print(f"deployed into the simulator as template {name}", file=out)
+            done.append((ova, name))
+            from imagebuilder.vsphere.library_deploy import library_round_trip
+            name = library_round_trip(settings, ova, LIBRARY, report=lambda text: print(
+                f"  content library: {text}", file=out))
+            print(f"published to library {LIBRARY} and deployed back from it as template "
+                  f"{name}", file=out)
             done.append((ova, name))
     return done
 

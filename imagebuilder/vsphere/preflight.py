@@ -68,6 +68,12 @@ def check_plan(driver: Driver, plan: BuildPlan) -> list[str]:
                         f"{dc.name}; pass --force to replace it, or clean it up first")
     if hv.name == "vsphere-clone":
         problems += _check_clone_source(driver, plan, dc, settings.template, vm_name)
+    from imagebuilder.vsphere.library_deploy import LIBRARY_VARIABLES, library_settings
+    library, create = library_settings(plan)
+    if library and plan.exports:
+        from imagebuilder.vsphere.publish import library_problems
+        key = next(v for v in LIBRARY_VARIABLES if plan.merged.get(v))
+        problems += library_problems(settings, library, create, f"{field_file(plan, key)}: {key}")
     return problems
 
 

@@ -349,6 +349,9 @@ UNCHECKED = {
         # the release's image archives, imported into containerd (checked there), then removed
         ("kubernetes", "download", "{{ kubernetes_images_tmp.path }}/{{ item }}"),
     ],
+    "written on the controller (Packer's machine), not into the image": [
+        ("package_inventory", "copy", "{{ ib_package_inventory }}"),
+    ],
     "the generic roles: their callers' destinations are listed": [
         ("download", "get_url", "{{ download_dest }}"),
     ],

@@ -184,3 +184,130 @@ def flip_byte_in_member(ova: Path, member: str, at: int, target: Path) -> Path:
     data[offset + at] ^= 0x55
     target.write_bytes(bytes(data))
     return target
+
+
+def member_bytes(ova: Path, name: str) -> bytes:
+    """One member's data."""
+    with tarfile.open(ova) as tar:
+        return tar.extractfile(name).read()
+
+
+def openssl(*args: str, cwd: Path | None = None, input: bytes | None = None
+            ) -> subprocess.CompletedProcess:
+    """The openssl command line tool (no check: callers look at the exit code)."""
+    return subprocess.run(["openssl", *args], cwd=cwd, input=input, capture_output=True,
+                          timeout=60)
+
+
+class SigningCa:
+    """A CA and a code-signing certificate under ``directory``, made by the openssl
+    tool alone (none of our code): ``ca.pem``, ``signer.key`` (RSA 2048),
+    ``signer.pem`` (issued by the CA, ``days`` long), ``signer-chain.pem``
+    (signer then CA), ``signer-encrypted.key`` (passphrase ``passphrase``)."""
+
+    passphrase = "correct horse battery staple"
+
+    def __init__(self, directory: Path, days: int = 30, name: str = "imagebuilder test") -> None:
+        d = self.dir = directory
+        d.mkdir(parents=True, exist_ok=True)
+        self.ca_key, self.ca = d / "ca.key", d / "ca.pem"
+        self.key, self.cert, self.chain = d / "signer.key", d / "signer.pem", d / "signer-chain.pem"
+        self.encrypted_key = d / "signer-encrypted.key"
+        self.public = d / "signer-public.pem"
+        (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                                   "extendedKeyUsage=codeSigning\n")
+        steps = [
+            ("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key),
+             "-out", str(self.ca), "-days", "60", "-subj", f"/CN={name} CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=keyCertSign"),
+            ("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+             "-out", str(self.key)),
+            ("req", "-new", "-key", str(self.key), "-subj", f"/CN={name} signer",
+             "-out", str(d / "signer.csr")),
+            ("x509", "-req", "-in", str(d / "signer.csr"), "-CA", str(self.ca),
+             "-CAkey", str(self.ca_key), "-CAcreateserial", "-days", str(days),
+             "-extfile", str(d / "ext.cnf"), "-out", str(self.cert)),
+            ("pkey", "-in", str(self.key), "-aes256", "-passout", f"pass:{self.passphrase}",
+             "-out", str(self.encrypted_key)),
+            ("pkey", "-in", str(self.key), "-pubout", "-out", str(self.public)),
+        ]
+        for step in steps:
+            result = openssl(*step)
+            assert result.returncode == 0, result.stderr.decode()
+        self.chain.write_bytes(self.cert.read_bytes() + self.ca.read_bytes())
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment that signs with this certificate."""
+        return {"IB_SIGNING_KEY": str(self.key), "IB_SIGNING_CERT": str(self.chain), **extra}
+
+
+def openssl_verify_ova(ova: Path, ca: Path, workdir: Path) -> list[str]:
+    """Check a signed OVA with tar and openssl only, as VMware documents it: the
+    certificate in the ``.cert`` against the CA (``openssl verify``), its key's
+    signature over the ``.mf`` (``openssl dgst -sha256 -verify``) and every
+    digest the ``.mf`` lists (``openssl dgst -sha256``). Returns what failed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-xf", str(ova), "-C", str(workdir)], check=True, timeout=120)
+    failed = []
+    manifests = list(workdir.glob("*.mf"))
+    certs = list(workdir.glob("*.cert"))
+    if len(manifests) != 1 or len(certs) != 1:
+        return ["no single .mf and .cert"]
+    first, chain = certs[0].read_bytes().split(b"\n", 1)
+    (workdir / "chain.pem").write_bytes(chain)
+    leaf = openssl("x509", "-in", str(workdir / "chain.pem"), "-out", str(workdir / "leaf.pem"))
+    pub = openssl("x509", "-in", str(workdir / "leaf.pem"), "-pubkey", "-noout")
+    if leaf.returncode or pub.returncode:
+        return ["no certificate after the signature line"]
+    (workdir / "leaf-public.pem").write_bytes(pub.stdout)
+    blocks = chain.split(b"-----END CERTIFICATE-----")[:-1]
+    for number, block in enumerate(blocks):  # every certificate of the chain verifies
+        (workdir / f"c{number}.pem").write_bytes(block.strip() + b"\n-----END CERTIFICATE-----\n")
+        rest = b"".join(b + b"-----END CERTIFICATE-----" for b in blocks[number + 1:])
+        (workdir / f"rest{number}.pem").write_bytes(rest + b"\n")
+        trusted = openssl("verify", "-CAfile", str(ca), *(
+            ["-untrusted", str(workdir / f"rest{number}.pem")] if rest else []),
+            str(workdir / f"c{number}.pem"))
+        if trusted.returncode != 0:
+            failed.append(f"chain {number}: " + (trusted.stdout + trusted.stderr).decode().strip())
+    label, _, hexsig = first.decode(errors="replace").partition("= ")
+    if label != f"SHA256({manifests[0].name})":
+        failed.append(f"first line names {label}")
+    try:
+        (workdir / "sig.bin").write_bytes(bytes.fromhex(hexsig))
+    except ValueError:
+        return failed + ["the signature is not hex"]
+    result = openssl("dgst", "-sha256", "-verify", str(workdir / "leaf-public.pem"),
+                     "-signature", str(workdir / "sig.bin"), str(manifests[0]))
+    if result.returncode != 0 or b"Verified OK" not in result.stdout:
+        failed.append("signature: " + (result.stdout + result.stderr).decode().strip())
+    for line in manifests[0].read_text().splitlines():
+        name = line[line.index("(") + 1:line.rindex(")")]
+        digest = openssl("dgst", "-sha256", "-r", str(workdir / name))
+        if digest.returncode != 0 or digest.stdout.split()[0].decode() != line.split()[-1]:
+            failed.append(f"digest of {name}")
+    return failed
+
+
+def packer_build_with_record(checkout, output: Path, monkeypatch) -> Path:
+    """A finished Packer build of CUSTOM_DATA's target: its output directory (under
+    ``output``, which becomes IB_OUTPUT_DIR) with a streamOptimized disk in its manifest,
+    and the build's record in its work directory, from the target's real plan."""
+    import shutil as _shutil
+
+    from imagebuilder.config.catalog import parse_target
+    from imagebuilder.config.knobs import Knobs
+    from imagebuilder.ova.build_record import RECORD_NAME, record_from_plan, write_record
+    from imagebuilder.planning.plan import plan_build
+
+    for knob in ("SOURCE_DATE_EPOCH", "IB_SIGNING_KEY", "IB_SIGNING_CERT", "IB_OVFTOOL"):
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("IB_OUTPUT_DIR", str(output))
+    target = parse_target(CUSTOM_DATA["ib_target"], checkout.os_names())
+    plan = plan_build(checkout, target, Knobs.from_env({}), "build")
+    plan.work_dir.mkdir(parents=True)
+    write_record(record_from_plan(plan, _shutil.which("packer")), plan.work_dir / RECORD_NAME)
+    out = output / CUSTOM_DATA["vm_name"]
+    out.mkdir(parents=True)
+    write_manifest(out, [make_vmdk(out / f"{CUSTOM_DATA['vm_name']}-disk1.vmdk")])
+    return out

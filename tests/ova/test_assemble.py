@@ -236,7 +236,7 @@ def test_from_vmdks_on_the_command_line(env, tmp_path):
     assert result.returncode == 0, result.stderr
     stem = "ubuntu-2404-efi-kube-v1.38.0-vmware.1"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{ext}" for ext in (".ova", ".ovf", ".mf", ".ova.sha256"))
+        f"{stem}{ext}" for ext in (".ova", ".ovf", ".mf", ".ova.sha256", ".provenance.json"))
     parsed = parse_ovf((out / f"{stem}.ovf").read_bytes(), "x")
     assert parsed.vmx == "vmx-21" and parsed.firmware == "efi"
     assert parsed.properties["KUBERNETES_SEMVER"] == "v1.38.0+vmware.1"
