@@ -59,10 +59,7 @@ from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
 from imagebuilder.planning import downloads, goss
 from imagebuilder.planning.base_inputs import inputs_hash
-
-#: vsphere.json fields every vsphere target needs (datacenter may be omitted
-#: when the vCenter has exactly one; folder and resource_pool are optional).
-VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
+from imagebuilder.vsphere.settings import REQUIRED as VSPHERE_REQUIRED
 
 #: The name Packer's vSphere builders give the snapshot of create_snapshot.
 PACKER_SNAPSHOT = "Created by Packer"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.vsphere.settings import defaults as vsphere_defaults
 
 MAIN_GO = Path(__file__).with_name("main.go")
 #: Go files compiled into govmomi's simulator package.
@@ -252,25 +253,13 @@ class Simulator:
 
 
 def vsphere_config(sim: Simulator, **overrides: str) -> dict[str, str]:
-    """The ``vsphere.json`` settings (all strings) that target the
-    simulator's default inventory; ``overrides`` replace or add keys."""
-    config = {
-        "vcenter_server": sim.host,
-        "username": sim.username,
-        "password": sim.password,
-        "insecure_connection": "true",
-        "datacenter": "DC0",
-        "cluster": "DC0_C0",
-        "host": "",
-        "resource_pool": "",
-        "datastore": "LocalDS_0",
-        "folder": "",
-        "network": "VM Network",
-        "template": "",
-        "create_snapshot": "false",
-        "linked_clone": "false",
-        "convert_to_template": "false",
-    }
+    """The ``vsphere.json`` settings (every field of vsphere/settings.py, all
+    strings) that target the simulator's default inventory; ``overrides``
+    replace or add keys."""
+    config = vsphere_defaults()
+    config.update(vcenter_server=sim.host, username=sim.username, password=sim.password,
+                  insecure_connection="true", datacenter="DC0", cluster="DC0_C0",
+                  datastore="LocalDS_0", network="VM Network")
     config.update(overrides)
     return config
 

@@ -1,4 +1,4 @@
-"""Connecting to vCenter: settings from the build's variables, one logged-in session."""
+"""Connecting to vCenter: one logged-in session from a build's VSphereSettings (settings.py)."""
 
 from __future__ import annotations
 
@@ -6,72 +6,19 @@ import http.client
 import os
 import socket
 import ssl
-from dataclasses import dataclass
-from typing import Mapping
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from imagebuilder.errors import InputError
+from imagebuilder.vsphere.settings import VSphereSettings
 
-DEFAULT_PORT = 443
 #: Seconds to wait for vCenter to accept a connection; a host that drops
 #: packets would otherwise hold the run for the system's two-minute timeout.
 CONNECT_TIMEOUT = float(os.environ.get("IB_VCENTER_CONNECT_TIMEOUT", "15"))
 #: Seconds one API request may go without an answer (a server that accepts
 #: connections but never replies); every call we make is short, tasks are polled.
 REQUEST_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class VSphereSettings:
-    """Where and how to log in, and where builds go (names as in vsphere.json)."""
-
-    server: str
-    username: str
-    password: str
-    insecure: bool = False
-    ca_file: str | None = None
-    datacenter: str = ""
-    cluster: str = ""
-    host: str = ""
-    resource_pool: str = ""
-    datastore: str = ""
-    folder: str = ""
-    network: str = ""
-    template: str = ""
-
-    @classmethod
-    def from_vars(cls, values: Mapping[str, str],
-                  env: Mapping[str, str] | None = None) -> "VSphereSettings":
-        """From a build's merged variables; ``VSPHERE_PASSWORD`` overrides the
-        file's password and ``VSPHERE_CA_FILE`` names a CA bundle to trust."""
-        env = os.environ if env is None else env
-        get = lambda key: str(values.get(key, "") or "").strip()  # noqa: E731
-        return cls(
-            server=get("vcenter_server"), username=get("username"),
-            password=env.get("VSPHERE_PASSWORD") or str(values.get("password", "") or ""),
-            insecure=get("insecure_connection").lower() == "true",
-            ca_file=env.get("VSPHERE_CA_FILE") or get("ca_file") or None,
-            datacenter=get("datacenter"), cluster=get("cluster"), host=get("host"),
-            resource_pool=get("resource_pool"), datastore=get("datastore"),
-            folder=get("folder"), network=get("network"), template=get("template"))
-
-    @classmethod
-    def from_checkout(cls, checkout, knobs) -> "VSphereSettings":
-        """From ``ova/vsphere.json`` and PACKER_VAR_FILES, layered as builds layer them."""
-        from imagebuilder.config.varfiles import merge, read_var_file
-
-        layers = [checkout.ova_dir / "vsphere.json", *knobs.packer_var_files]
-        merged = merge([(str(p), read_var_file(p)) for p in layers], [])
-        return cls.from_vars(merged.values)
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.server.rpartition(":")
-        if sep and port.isdigit() and "]" not in port:
-            return host.strip("[]"), int(port)
-        return self.server.strip("[]"), DEFAULT_PORT
 
 
 def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
