@@ -49,48 +49,56 @@ class Driver:
         self.on_task = on_task
 
     # -- reading -----------------------------------------------------------
+    def _collect(self, spec: vmodl.query.PropertyCollector.FilterSpec,
+                 ) -> dict[vmodl.ManagedObject, dict[str, object]]:
+        """Run one property-collector query, every page of it; object -> {path: value}."""
+        collector = self.content.propertyCollector
+        out: dict[vmodl.ManagedObject, dict[str, object]] = {}
+        options = vmodl.query.PropertyCollector.RetrieveOptions()
+        result = collector.RetrievePropertiesEx([spec], options)
+        while result:
+            for obj in result.objects:
+                out[obj.obj] = {p.name: p.val for p in obj.propSet or []}
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+        return out
+
     def properties(self, objs: Iterable[vmodl.ManagedObject], kind: type,
-                   paths: list[str]) -> dict[vmodl.ManagedObject, dict]:
+                   paths: list[str]) -> dict[vmodl.ManagedObject, dict[str, object]]:
         """Read ``paths`` of ``objs`` in one round trip; unset properties are absent."""
         objs = list(objs)
         if not objs:
             return {}
         pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o) for o in objs],
-                             propSet=[pc.PropertySpec(type=kind, pathSet=paths)])
-        out: dict = {}
-        result = self.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-        while result:
-            for obj in result.objects:
-                out[obj.obj] = {p.name: p.val for p in obj.propSet}
-            if not result.token:
-                break
-            result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-        return out
+        return self._collect(pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o) for o in objs],
+                                           propSet=[pc.PropertySpec(type=kind, pathSet=paths)]))
 
-    def named(self, kind: str, root: vim.ManagedEntity | None = None) -> dict[str, object]:
-        """Name -> object for every ``kind`` below ``root`` (default: everything)."""
-        cls = KINDS[kind]
+    def inventory(self, kind: type, paths: list[str], root: vim.ManagedEntity | None = None,
+                  ) -> dict[vmodl.ManagedObject, dict[str, object]]:
+        """Every object of ``kind`` below ``root`` (default: the whole inventory) with
+        ``paths`` read, in one container-view query. Objects the collector returns
+        without ``paths[0]`` are left out (the simulator still lists some it deleted)."""
         view = self.content.viewManager.CreateContainerView(
-            root or self.content.rootFolder, [cls], True)
+            root or self.content.rootFolder, [kind], True)
         try:
             pc = vmodl.query.PropertyCollector
-            spec = pc.FilterSpec(
+            found = self._collect(pc.FilterSpec(
                 objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
                     pc.TraversalSpec(name="v", type=vim.view.ContainerView, path="view")])],
-                propSet=[pc.PropertySpec(type=cls, pathSet=["name"])])
-            result = self.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-            named = {}
-            while result:
-                for obj in result.objects:
-                    if obj.propSet:
-                        named.setdefault(obj.propSet[0].val, obj.obj)
-                if not result.token:
-                    break
-                result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-            return named
+                propSet=[pc.PropertySpec(type=kind, pathSet=paths)]))
         finally:
             view.Destroy()
+        return {obj: props for obj, props in found.items() if paths[0] in props}
+
+    def named(self, kind: str, root: vim.ManagedEntity | None = None,
+              ) -> dict[str, vmodl.ManagedObject]:
+        """Name -> object for every ``kind`` (a KINDS key) below ``root`` (default:
+        everything); of two objects with one name, the first found."""
+        named: dict[str, vmodl.ManagedObject] = {}
+        for obj, props in self.inventory(KINDS[kind], ["name"], root).items():
+            named.setdefault(str(props["name"]), obj)
+        return named
 
     def _find(self, kind: str, name: str, root, where: str):
         found = self.named(kind, root)
