@@ -152,7 +152,6 @@ class PackerProcess:
         self.redact = Redactor(secrets)
         self.on_step = on_step
         self.on_line = on_line
-        self.last_step: str | None = None
         self.tail: list[str] = []
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -185,7 +184,6 @@ class PackerProcess:
                     self.on_line(line.rstrip("\n"))
                 step = step_of(line)
                 if step and self.on_step:
-                    self.last_step = step
                     self.on_step(step)
 
     def wait(self, timeout: float | None = None) -> int:

@@ -6,6 +6,7 @@ import http.client
 import os
 import socket
 import ssl
+import threading
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
@@ -19,6 +20,8 @@ CONNECT_TIMEOUT = float(os.environ.get("IB_VCENTER_CONNECT_TIMEOUT", "15"))
 #: Seconds one API request may go without an answer (a server that accepts
 #: connections but never replies); every call we make is short, tasks are polled.
 REQUEST_TIMEOUT = 300
+#: Seconds between the keep-alive requests of an open Session (as Packer's vSphere driver).
+KEEPALIVE = 600.0
 
 
 def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
@@ -35,23 +38,60 @@ def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
 
 
 class Session:
-    """One logged-in vCenter session, logged out on exit (``with Session(s) as si``)."""
+    """One logged-in vCenter session: ``with Session(s) as si``, or ``open()``/``close()``.
 
-    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json") -> None:
+    While open, a keep-alive thread asks vCenter for its time every
+    ``keepalive`` seconds (Packer's vSphere driver does the same, every ten
+    minutes), so that a session held for a whole build is not dropped as idle
+    (vCenter's default idle timeout is 30 minutes) while Packer runs.
+    """
+
+    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json",
+                 keepalive: float = KEEPALIVE) -> None:
         self.settings = settings
         self.where = where
+        self.keepalive = keepalive
         self.si: vim.ServiceInstance | None = None
+        #: How many keep-alive requests were answered.
+        self.pings = 0
+        self._closed = threading.Event()
+        self._pinger: threading.Thread | None = None
 
-    def __enter__(self) -> vim.ServiceInstance:
+    def open(self) -> vim.ServiceInstance:
+        """Log in (InputError naming the problem when that fails) and start the keep-alive."""
         self.si = connect(self.settings, self.where)
+        self._closed.clear()
+        if self.keepalive > 0:
+            self._pinger = threading.Thread(target=self._keep_alive, args=(self.si,),
+                                            daemon=True, name="vcenter-keepalive")
+            self._pinger.start()
         return self.si
 
-    def __exit__(self, *exc: object) -> None:
+    def _keep_alive(self, si: vim.ServiceInstance) -> None:
+        while not self._closed.wait(self.keepalive):
+            try:
+                si.CurrentTime()
+                self.pings += 1
+            except Exception:  # the next real request reports a lost session
+                pass
+
+    def close(self) -> None:
+        """Stop the keep-alive and log out; safe to call more than once."""
+        self._closed.set()
+        if self._pinger is not None:
+            self._pinger.join()
+            self._pinger = None
         if self.si is not None:
             try:
                 Disconnect(self.si)
             finally:
                 self.si = None
+
+    def __enter__(self) -> vim.ServiceInstance:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _probe(host: str, port: int, where: str) -> None:
@@ -91,9 +131,9 @@ def connect(settings: VSphereSettings, where: str = "ova/vsphere.json") -> vim.S
         raise InputError(f"login failed for {who}: check username and password "
                          "(or VSPHERE_PASSWORD)") from None
     except ssl.SSLCertVerificationError as exc:
-        raise InputError(f"cannot verify the certificate of {settings.server} ({exc.verify_message}); "
-                         "set VSPHERE_CA_FILE to its CA bundle, or insecure_connection "
-                         "to true for a lab vCenter") from None
+        raise InputError(f"cannot verify the certificate of {settings.server} "
+                         f"({exc.verify_message}); set VSPHERE_CA_FILE to its CA bundle, "
+                         "or insecure_connection to true for a lab vCenter") from None
     except ssl.SSLError as exc:
         raise InputError(f"{where}: vcenter_server: {host}:{port} does not speak TLS as vCenter "
                          f"does ({exc.reason or exc}); check the host and port") from None
