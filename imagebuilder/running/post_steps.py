@@ -60,9 +60,10 @@ class OvaStep:
     """Assembles the OVA from the disks Packer exported (imagebuilder.ova), as
     node.json's ``ova`` post-processor does when Packer runs the template alone.
 
-    Its cleanup, after a failed or interrupted build, removes every file the
-    step added to the output directory (the assembly itself leaves no partial
-    file behind when it stops; this also covers a stop between its renames).
+    When the step itself fails or is interrupted, its cleanup removes every
+    file it added to the output directory: the assembly leaves no partial file
+    behind when it stops, and this also covers a stop between its renames. A
+    finished OVA stays, whatever later steps do.
     """
 
     name = "ova"
@@ -87,14 +88,14 @@ class OvaStep:
 
         options = AssembleOptions.from_env(plan.knobs.packer_env())
         result = assemble_from_packer(out, options, _StepProgress(state), log, plan.checkout)
+        state.data["ova"] = result.ova if result is not None else None
         if result is not None:
-            state.data["ova"] = result.ova
             log(result.summary())
 
     def cleanup(self, state: BuildState) -> None:
-        """After a failure: remove what this step added to the output directory."""
+        """When this step did not finish: remove what it added to the output directory."""
         out: Path | None = state.data.get("ova_dir")
-        if not state.failed or out is None or not out.is_dir():
+        if "ova" in state.data or out is None or not out.is_dir():
             return
         before = state.data.get("ova_before", set())
         for name in sorted(set(os.listdir(out)) - before):
