@@ -85,7 +85,8 @@ def _private_gopath(root: Path) -> Path:
     if text.count(old) != 1:
         raise BuildError(f"Cannot add export to the vCenter simulator: {GOVMOMI / name} is not "
                          f"the version imagebuilder knows (expected one {old.strip()!r} in its "
-                         "NFC handler's GET branch); adapt NFC_GET in imagebuilder/vcsim/__init__.py")
+                         "NFC handler's GET branch); adapt NFC_GET in "
+                         "imagebuilder/vcsim/__init__.py")
     target.write_text(text.replace(old, new))
     return root
 
