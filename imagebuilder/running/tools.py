@@ -45,7 +45,7 @@ class Tool:
 
     def missing(self) -> str:
         """One line: it is missing, what needs it, how to install it."""
-        return f"{self.commands[0]}: not found; {self.needed_by} needs it: {self.install}"
+        return f"{self.commands[0]}: not found; needed by {self.needed_by}: {self.install}"
 
 
 ANSIBLE = Tool("ansible", ("ansible-playbook",), "Packer's ansible provisioner (node builds)",
@@ -171,7 +171,7 @@ def check() -> DepsReport:
     """Check every tool the OVA builds use; optional ones never fail the report."""
     checkout = find_checkout()
     report = DepsReport(check_packer(checkout))
-    report.checks += [check_tool(ANSIBLE), check_tool(ISO)]
+    report.checks += [check_tool(tool) for tool in TOOLS]
     ssh = openssh_major_version()
     report.checks.append(Check(
         "openssh", ssh is not None,
@@ -181,5 +181,4 @@ def check() -> DepsReport:
     converter = find_converter()
     report.checks.append(Check("vmdk converter", converter is not None,
                                str(converter.path) if converter else str(_converter_missing())))
-    report.checks += [check_tool(OVFTOOL), check_tool(VMRUN)]
     return report

@@ -283,11 +283,6 @@ class Driver:
         props = self.properties([vm], vim.VirtualMachine, ["config.extraConfig"]).get(vm, {})
         return {o.key: str(o.value) for o in props.get("config.extraConfig", [])}
 
-    def annotation(self, vm: vim.VirtualMachine) -> str:
-        """``vm``'s notes (config.annotation), "" when it has none."""
-        props = self.properties([vm], vim.VirtualMachine, ["config.annotation"]).get(vm, {})
-        return str(props.get("config.annotation", "") or "")
-
     def guest_address(self, vm: vim.VirtualMachine) -> str:
         """The VM's IP address as VMware Tools reports it."""
         props = self.properties([vm], vim.VirtualMachine, ["guest.ipAddress"]).get(vm, {})

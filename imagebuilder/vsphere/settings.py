@@ -1,10 +1,10 @@
 """The shape of ``ova/vsphere.json``, defined once: every field, what it means, its rules.
 
 The JSON schema (``config/schemas/vsphere.schema.json``) must agree with
-``FIELDS`` (a test holds them together); the plan's checks take
-``REQUIRED`` and ``ONE_OF`` from here, ``VSphereSettings`` is the typed
-view of the fields a build's vSphere steps use, and the simulator's
-vsphere.json starts from ``defaults()``.
+``FIELDS`` (tests/vsphere/test_settings.py holds them together); the plan
+checks ``REQUIRED``; ``ONE_OF`` names the cluster/host rule;
+``VSphereSettings`` is the typed view of the fields a build's vSphere steps
+use; the simulator's vsphere.json starts from ``defaults()``.
 
 "Required" means non-empty once every var file is layered: a single file
 (a user's partial vsphere.json in PACKER_VAR_FILES) may leave any field out.
@@ -66,7 +66,6 @@ FIELDS: tuple[Field, ...] = (
           boolean=True, default="false"),
 )
 
-BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 #: Fields every vSphere build needs non-empty (datacenter may stay empty when
 #: the vCenter has exactly one; folder and resource_pool are optional).
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
