@@ -134,11 +134,7 @@ class PackerStep:
             env=env, secrets=plan.secret_values, on_step=on_step, on_line=self.on_line)
         state.data["packer"] = proc
         self.note_unvalidated(state)
-        code = run_to_end(proc, state, "packer was stopped")
-        if code != 0:
-            tail = "\n".join(proc.tail[-15:])
-            raise BuildError(f"packer {plan.action} exited with code {code}; "
-                             f"see {plan.log_path}\n{tail}")
+        run_to_end(proc, state, f"packer {plan.action}")
 
     def note_unvalidated(self, state: BuildState) -> None:
         """Say in the build's log and output when goss will not check the image."""
@@ -156,16 +152,20 @@ class PackerStep:
         stop(state.data.get("packer"))
 
 
-def run_to_end(proc: PackerProcess, state: BuildState, stopped: str) -> int:
-    """Start ``proc`` and wait for its exit code; when the build is cancelled,
-    interrupt it as Ctrl-C would and raise Cancelled(``stopped``)."""
+def run_to_end(proc: PackerProcess, state: BuildState, what: str) -> None:
+    """Start ``proc`` and wait for it to exit 0. When the build is cancelled,
+    interrupt it as Ctrl-C would and raise Cancelled; when it fails, raise a
+    BuildError saying ``what`` exited with which code, with its output's tail."""
     proc.start()
     while proc.poll() is None:
         if state.cancel.wait(0.2):
             proc.interrupt()
             proc.wait()
-            raise Cancelled(stopped)
-    return proc.wait()
+            raise Cancelled(f"{what} was stopped")
+    code = proc.wait()
+    if code != 0:
+        tail = "\n".join(proc.tail[-15:])
+        raise BuildError(f"{what} exited with code {code}; see {proc.log_path}\n{tail}")
 
 
 def stop(proc: PackerProcess | None) -> None:

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from imagebuilder.errors import BuildError
 from imagebuilder.ova import AssembleOptions, assemble_from_packer
 from imagebuilder.running.build_steps import log_note, run_to_end, stop
 from imagebuilder.running.packer import PackerProcess
@@ -147,11 +146,7 @@ class CustomPostProcessorStep:
                              on_line=self.on_line)
         state.data["custom_process"] = proc
         log_note(plan, "custom-post-processor: running custom_post_processor_command")
-        code = run_to_end(proc, state, "the custom post-processor was stopped")
-        if code != 0:
-            tail = "\n".join(proc.tail[-15:])
-            raise BuildError(f"custom-post-processor: custom_post_processor_command exited "
-                             f"with code {code}; see {plan.log_path}\n{tail}")
+        run_to_end(proc, state, "custom-post-processor: custom_post_processor_command")
 
     def cleanup(self, state: BuildState) -> None:
         """Stop the command if it still runs; remove its script."""
