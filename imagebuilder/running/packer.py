@@ -132,6 +132,12 @@ class _Launcher:
 _launcher = _Launcher()
 
 
+def start_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **kwargs)`` for a child that must die with us,
+    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher)."""
+    return _launcher.popen(argv, **kwargs)
+
+
 class PackerProcess:
     """One Packer run in its own process group, its output going to ``log_path``.
 
@@ -162,7 +168,7 @@ class PackerProcess:
     def start(self) -> None:
         """Start the process (in a session of its own) and the thread that logs its output."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = _launcher.popen(
+        self._proc = start_child(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._reader = threading.Thread(target=self._pump, daemon=True,

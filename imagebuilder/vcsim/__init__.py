@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.running.packer import start_child
 from imagebuilder.vsphere.settings import defaults as vsphere_defaults
 
 MAIN_GO = Path(__file__).with_name("main.go")
@@ -206,9 +207,11 @@ class Simulator:
             args += ["-power-off-after", f"{int(self.power_off_after * 1000)}ms"]
         if self.fail_export_get:
             args.append("-fail-export-get")
+        # A session of its own: a Ctrl-C at the terminal must not stop it before
+        # the builds' cleanups have used it; it still dies with us (start_child).
         with open(stderr_path, "wb") as stderr:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=stderr)
+            self._proc = start_child(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + self.timeout
         while not ready.exists():
             failure = None

@@ -102,3 +102,27 @@ def test_readme_main_job_without_an_activated_venv(vcsim_binary, tmp_path):
     assert f"OVA: {ova} (verified; sha256 in {ova.name}.sha256)" in result.stdout
     assert "deployed into the simulator as template ubuntu-2204-kube-v1.37.1-ova" in result.stdout
     assert "  ubuntu-2204-kube-v1.37.1-ova  (template)" in result.stdout
+
+
+def test_ctrl_c_during_vcsim_build_cleans_up_before_the_simulator_stops(vcsim_binary, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the simulator (in a session
+    of its own) must outlive the builds' cleanups, which remove the interrupted clone."""
+    import signal
+    import time
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, IB_OUTPUT_DIR=str(tmp_path / "output"))
+    with open(out, "w") as fh:
+        proc = subprocess.Popen([str(BIN / "invoke"), "vcsim-build"], cwd=REPO, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and \
+            "clone-ubuntu-2204] packer: Cloning VM" not in out.read_text():
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=300) == 130, out.read_text()
+    text = out.read_text()
+    listed = text.split("VMs and templates in the simulator now:", 1)[1].split()
+    assert "ubuntu-2204-base" in listed  # the base finished before Ctrl-C
+    assert "ubuntu-2204-kube-v1.37.1" not in listed  # the interrupted clone left no VM
+    assert "cleanup of" not in text  # every cleanup reached the simulator
+    assert not (tmp_path / "output" / "ubuntu-2204-kube-v1.37.1").exists()
