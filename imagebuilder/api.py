@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 from imagebuilder.config.catalog import HYPERVISORS, Target, all_targets, parse_target
 from imagebuilder.config.checkout import Checkout, find_checkout
@@ -32,12 +32,12 @@ from imagebuilder.running.build import (
     SKIPPED,
     BuildResult,
     clean_targets,
-    missing_tools,
     run_plan,
 )
 from imagebuilder.running.progress import NullProgress, Progress
 from imagebuilder.running.scheduler import run_jobs
 from imagebuilder.running.stopping import stop_on_signals
+from imagebuilder.running.tools import missing_tools
 from imagebuilder.vsphere.preflight import preflight
 
 
@@ -156,6 +156,26 @@ def run(targets: list[Target], action: str = "build", jobs: int | None = 1,
 def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
          progress: Progress, stream: bool, out: IO[str], checkout: Checkout,
          knobs: Knobs | None, options: BuildOptions | None) -> RunReport:
+    """The run in its phases: plan and check everything, the bases, the builds, the summary."""
+    plans, bases = _plan_and_check(targets, action, out, checkout, knobs, options)
+    batches = _Batches(jobs, fail_fast, progress, stream, out)
+    results, signum = batches.run(bases) if bases else ([], 0)
+    runnable, skipped = _after_bases(plans, results, signum)
+    results += skipped
+    if runnable:
+        more, signum = batches.run(runnable)
+        results += more
+    report = RunReport(results, signum)
+    _summarise(report, action, checkout, out)
+    return report
+
+
+def _plan_and_check(targets: list[Target], action: str, out: IO[str], checkout: Checkout,
+                    knobs: Knobs | None, options: BuildOptions | None,
+                    ) -> tuple[list[BuildPlan], list[BuildPlan]]:
+    """Plan every target and check every input before anything starts (InputError):
+    the configuration, clashes, the tools, the base builds needed first and, for
+    vSphere builds, vCenter's objects. Returns the plans and the bases to build first."""
     plans = plan_all(targets, action, checkout, knobs, options)
     _refuse_clashes(plans)
     for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
@@ -163,49 +183,70 @@ def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
     problems = missing_tools(plans)
     if problems:
         raise InputError("missing tools; nothing was started", problems)
-    bases = required_bases(plans, report=lambda text: print(text, file=out)) \
-        if action == "build" else []
+    if action != "build":
+        return plans, []
+    bases = required_bases(plans, report=lambda text: print(text, file=out))
     _refuse_clashes(bases + plans)
-    if action == "build":
-        preflight(bases + plans)
+    preflight(bases + plans)
+    return plans, bases
 
-    def on_line_for(plan: BuildPlan):
-        if not stream:
+
+@dataclass
+class _Batches:
+    """How the builds of a run are run: at most ``jobs`` at once, each with its
+    output streamed to ``out`` when ``stream`` is set."""
+
+    jobs: int | None
+    fail_fast: bool
+    progress: Progress
+    stream: bool
+    out: IO[str]
+
+    def on_line_for(self, plan: BuildPlan) -> Callable[[str], None] | None:
+        """Where a build's output lines go: ``[target] line`` on ``out`` when streaming."""
+        if not self.stream:
             return None
         label = plan.target.task_name(plan.action)
-        return lambda line: print(f"[{label}] {line}", file=out, flush=True)
+        return lambda line: print(f"[{label}] {line}", file=self.out, flush=True)
 
-    def phase(batch: list[BuildPlan]) -> tuple[list[BuildResult], int]:
+    def run(self, batch: list[BuildPlan]) -> tuple[list[BuildResult], int]:
+        """Run one batch of builds; their results and the signal that stopped them (or 0)."""
         return run_jobs(
-            batch, lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, on_line_for(plan)),
+            batch,
+            lambda plan, cancel, on_step: run_plan(plan, cancel, on_step, self.on_line_for(plan)),
             name_of=lambda plan: plan.target.task_name(plan.action),
-            max_jobs=jobs, fail_fast=fail_fast, progress=progress)
+            max_jobs=self.jobs, fail_fast=self.fail_fast, progress=self.progress)
 
-    results, signum = phase(bases) if bases else ([], 0)
-    failed_bases = {r.target for r in results if not r.ok}
-    runnable = []
+
+def _after_bases(plans: list[BuildPlan], base_results: list[BuildResult],
+                 signum: int) -> tuple[list[BuildPlan], list[BuildResult]]:
+    """The plans that may run after the bases, and a "skipped" result for each
+    one that may not (the run was interrupted, or its base did not build)."""
+    failed_bases = {r.target for r in base_results if not r.ok}
+    runnable, skipped = [], []
     for plan in plans:
         base = base_target(plan.target).task_name("build") if needs_base(plan) else ""
         if signum or base in failed_bases:
             why = "interrupted" if signum else f"its base {base} did not build"
-            results.append(BuildResult(plan.target.task_name(action), action, SKIPPED, 0.0,
-                                       str(plan.artifact_dir), str(plan.log_path),
+            skipped.append(BuildResult(plan.target.task_name(plan.action), plan.action, SKIPPED,
+                                       0.0, str(plan.artifact_dir), str(plan.log_path),
                                        f"not started: {why}"))
         else:
             runnable.append(plan)
-    if runnable:
-        more, signum = phase(runnable)
-        results += more
-    report = RunReport(results, signum)
+    return runnable, skipped
+
+
+def _summarise(report: RunReport, action: str, checkout: Checkout, out: IO[str]) -> None:
+    """Write the run's JSON summary (builds only) and print the table and the errors."""
     # The JSON first: after SIGHUP the terminal may be gone, and printing fail.
     if action == "build":
         try:
-            summary.write_json(results, checkout.logs_dir, signum)
+            summary.write_json(report.results, checkout.logs_dir, report.signal)
         except ImageBuilderError as exc:
             report.summary_error = str(exc)
     try:
-        print(summary.table(results), file=out)
-        for r in results:
+        print(summary.table(report.results), file=out)
+        for r in report.results:
             if r.error and r.result != "ok":
                 print(f"\n{r.target}: {r.error}", file=out)
             for err in r.cleanup_errors:
@@ -215,7 +256,6 @@ def _run(targets: list[Target], action: str, jobs: int | None, fail_fast: bool,
         out.flush()
     except OSError:
         pass
-    return report
 
 
 def clean(targets: list[Target], checkout: Checkout | None = None,

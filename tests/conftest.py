@@ -26,14 +26,17 @@ def vcsim_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
-    """One vCenter simulator (default inventory) for the whole session.
+def vcsim(request: pytest.FixtureRequest, vcsim_binary: Path) -> Iterator[Simulator]:
+    """A running vCenter simulator: by default one (default inventory) for the
+    whole session; ``helpers.simulator.own_simulator`` gives tests one of their
+    own, per test or per module, with other Simulator arguments.
 
-    VMs powered on during the session are powered off again after a second,
-    as a guest does at the end of an unattended install, so a Packer
-    vsphere-iso build with ``"communicator": "none"`` can finish.
+    VMs powered on are powered off again after ``power_off_after`` seconds
+    (default 1), as a guest does at the end of an unattended install, so a
+    Packer vsphere-iso build with ``"communicator": "none"`` can finish.
     """
-    with Simulator(binary=vcsim_binary, power_off_after=1.0) as sim:
+    params = {"power_off_after": 1.0, **getattr(request, "param", {})}
+    with Simulator(binary=vcsim_binary, **params) as sim:
         yield sim
 
 
@@ -59,20 +62,3 @@ def standin(tmp_path, monkeypatch, checkout) -> Path:
     monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(record))
     return record
-
-
-@pytest.fixture(scope="module")
-def module_vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
-    """A simulator of the test module's own, for tests that change its inventory."""
-    with Simulator(binary=vcsim_binary, password="module-Secret-1",
-                   power_off_after=1.0) as sim:
-        yield sim
-
-
-@pytest.fixture
-def fresh_vcsim(vcsim_binary: Path) -> Iterator[Simulator]:
-    """A simulator of the test's own: builds leave VMs and templates behind on purpose.
-    Its password is long enough to be redacted from logs (tests check it is)."""
-    with Simulator(binary=vcsim_binary, password="fresh-Secret-1",
-                   power_off_after=0.5) as sim:
-        yield sim

@@ -131,11 +131,3 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted; no partial OVA was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``ova`` on its own: ``main(["verify", "x.ova"])``."""
-    parser = argparse.ArgumentParser(prog="python -m imagebuilder")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subparser(sub)
-    return run(parser.parse_args(["ova", *(argv if argv is not None else sys.argv[1:])]))

@@ -6,9 +6,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.errors import BuildError, InputError
+
+if TYPE_CHECKING:
+    from imagebuilder.config.knobs import Knobs
 
 KEY_NAME = "id_rsa.capi"
 DEFAULT_USER = "capv"
@@ -52,6 +56,7 @@ def ssh_argv(address: str, user: str, key: Path) -> list[str]:
 
 
 def find_vmx(build_dir: Path) -> Path:
+    """The .vmx of a local build's output directory; InputError naming the directory."""
     vmxs = sorted(build_dir.glob("*.vmx"))
     if not vmxs:
         raise InputError(f"{build_dir}: no .vmx here; name the output directory of a local "
@@ -78,8 +83,10 @@ def local_vm_address(vmx: Path, timeout: float = 300) -> str:
     return address
 
 
-def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path | None = None,
-                 meta_data_file: Path | None = None, report=print, on_task=None) -> None:
+def cloudinit_vm(checkout: Checkout, knobs: Knobs, vm_name: str,
+                 user_data_file: Path | None = None, meta_data_file: Path | None = None,
+                 report: Callable[[str], None] = print,
+                 on_task: Callable[[str, int], None] | None = None) -> None:
     """``image-cloudinit``: inject cloud-init data into a VM in vCenter (see vsphere.cloudinit)."""
     from imagebuilder.vsphere import cloudinit
     from imagebuilder.vsphere.driver import datacenter_session
@@ -99,7 +106,8 @@ def cloudinit_vm(checkout: Checkout, knobs, vm_name: str, user_data_file: Path |
         cloudinit.inject(driver, driver.vm(dc, vm_name), data, meta_file.read_bytes(), report)
 
 
-def vm_ssh_argv(checkout: Checkout, knobs, vm_name: str, user: str = DEFAULT_USER) -> list[str]:
+def vm_ssh_argv(checkout: Checkout, knobs: Knobs, vm_name: str,
+                user: str = DEFAULT_USER) -> list[str]:
     """``image-ssh-vm``: the ssh command into a VM in vCenter, by its guest IP."""
     from imagebuilder.vsphere.driver import datacenter_session
     from imagebuilder.vsphere.session import VSphereSettings

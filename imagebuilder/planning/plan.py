@@ -163,8 +163,7 @@ class BuildPlan:
         argv += by_role("common")
         argv += self.flags
         argv += by_role("packer-common", "os", "hypervisor", "generated")
-        if not self.exports:
-            argv.append("-except=ova")
+        argv.append("-except=ova,custom-post-processor")  # our build steps (running/post_steps.py)
         argv.append(f"-only={self.builder}")
         argv += by_role("user")
         if self.flag_secrets:

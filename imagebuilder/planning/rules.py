@@ -28,10 +28,8 @@ from imagebuilder.config.upstream import PLANNER_INPUTS, TEMPLATE_DEFAULTS, cd_c
 from imagebuilder.config.varfiles import MergedVars
 from imagebuilder.errors import InputError
 from imagebuilder.planning import goss
-
-#: vsphere.json fields every vsphere target needs (datacenter may be omitted
-#: when the vCenter has exactly one; folder and resource_pool are optional).
-VSPHERE_REQUIRED = ("vcenter_server", "username", "password", "datastore", "network")
+from imagebuilder.vsphere.settings import ONE_OF
+from imagebuilder.vsphere.settings import REQUIRED as VSPHERE_REQUIRED
 
 #: Floors below which a build cannot work (ours, from the installers'
 #: documented minimums): memory and disk in MiB, as the template takes them.
@@ -171,11 +169,12 @@ def _vsphere_problems(target: Target, merged: MergedVars, where: Where,
         if key not in bad_fields and not merged.get(key).strip():
             hint = " (or set VSPHERE_PASSWORD)" if key == "password" else ""
             problems.append(f"{where(key, vfile)}: {key}: is empty; set it{hint}")
-    cluster, host = merged.get("cluster").strip(), merged.get("host").strip()
-    if bool(cluster) == bool(host):
-        state = "both are set" if cluster else "neither is set"
-        problems.append(f"{vfile}: cluster/host: set exactly one of cluster or host "
-                        f"({state}: cluster={cluster!r}, host={host!r})")
+    first, second = ONE_OF
+    one, other = merged.get(first).strip(), merged.get(second).strip()
+    if bool(one) == bool(other):
+        state = "both are set" if one else "neither is set"
+        problems.append(f"{vfile}: {first}/{second}: set exactly one of {first} or {second} "
+                        f"({state}: {first}={one!r}, {second}={other!r})")
     return problems
 
 

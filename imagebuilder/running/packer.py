@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from imagebuilder.errors import InputError
 from imagebuilder.redaction import Redactor  # logs are redacted by the one set of rules
@@ -52,7 +52,7 @@ DEATH_SIGNAL = signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_hook():
+def _death_signal_hook() -> Callable[[], None] | None:
     """A ``preexec_fn`` that asks the kernel to send DEATH_SIGNAL to the child when
     its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere."""
     if not sys.platform.startswith("linux"):
@@ -84,7 +84,7 @@ class _Launcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
         """``subprocess.Popen(argv, **kwargs)``, forked from the launcher thread."""
         with self._lock:
             if self._thread is None:
@@ -108,13 +108,21 @@ class _Launcher:
 _launcher = _Launcher()
 
 
+def start_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **kwargs)`` for a child that must die with us,
+    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher)."""
+    return _launcher.popen(argv, **kwargs)
+
+
 class PackerProcess:
     """One Packer run in its own process group, its output going to ``log_path``.
 
     Packer dies with us: if we are killed outright (SIGKILL), the kernel sends
-    it DEATH_SIGNAL (see _Launcher). ``on_line`` sees every (redacted, colour-stripped) line; ``on_step`` sees
-    each new step. ``interrupt()`` asks Packer to stop the way Ctrl-C does, so
-    it cleans up after itself, and escalates if it does not exit in time.
+    it DEATH_SIGNAL (see _Launcher). ``on_line`` sees every (redacted,
+    colour-stripped) line; ``on_step`` sees each new step. ``interrupt()``
+    asks Packer to stop the way Ctrl-C does, so it cleans up after itself, and
+    escalates if it does not exit in time. (Also runs the custom
+    post-processor's shell: any command whose output goes to a build's log.)
     """
 
     def __init__(self, argv: list[str], log_path: Path, cwd: Path,
@@ -128,15 +136,15 @@ class PackerProcess:
         self.redact = Redactor(secrets)
         self.on_step = on_step
         self.on_line = on_line
-        self.last_step: str | None = None
         self.tail: list[str] = []
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._interrupted = threading.Event()
 
     def start(self) -> None:
+        """Start the process (in a session of its own) and the thread that logs its output."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = _launcher.popen(
+        self._proc = start_child(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._reader = threading.Thread(target=self._pump, daemon=True,
@@ -145,6 +153,7 @@ class PackerProcess:
 
     @property
     def pid(self) -> int | None:
+        """The process id once started."""
         return self._proc.pid if self._proc else None
 
     def _pump(self) -> None:
@@ -161,10 +170,10 @@ class PackerProcess:
                     self.on_line(line.rstrip("\n"))
                 step = step_of(line)
                 if step and self.on_step:
-                    self.last_step = step
                     self.on_step(step)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit code, and for the last line to reach the log."""
         assert self._proc
         code = self._proc.wait(timeout)
         if self._reader:
@@ -172,10 +181,12 @@ class PackerProcess:
         return code
 
     def poll(self) -> int | None:
+        """The exit code, or None while it runs (or before it started)."""
         return self._proc.poll() if self._proc else None
 
     @property
     def interrupted(self) -> bool:
+        """Whether ``interrupt()`` was called."""
         return self._interrupted.is_set()
 
     def interrupt(self, grace: float = INTERRUPT_GRACE) -> None:

@@ -13,29 +13,35 @@ from typing import IO, Protocol
 
 
 class Progress(Protocol):
-    def started(self, name: str) -> None: ...
+    """What the scheduler tells a front end about the builds of a run (from worker threads)."""
 
-    def step(self, name: str, text: str) -> None: ...
+    def started(self, name: str) -> None:
+        """Build ``name`` started."""
 
-    def finished(self, name: str, result: str, seconds: float) -> None: ...
+    def step(self, name: str, text: str) -> None:
+        """Build ``name`` is now doing ``text`` (a step, Packer's step, a percentage)."""
 
-    def close(self) -> None: ...
+    def finished(self, name: str, result: str, seconds: float) -> None:
+        """Build ``name`` ended with ``result`` (ok, failed, ...) after ``seconds``."""
+
+    def close(self) -> None:
+        """The run is over: release the display."""
 
 
 class NullProgress:
     """Reports nothing (library use, machine-readable output)."""
 
     def started(self, name: str) -> None:
-        pass
+        """Say nothing."""
 
     def step(self, name: str, text: str) -> None:
-        pass
+        """Say nothing."""
 
     def finished(self, name: str, result: str, seconds: float) -> None:
-        pass
+        """Say nothing."""
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 class LineProgress:
@@ -50,16 +56,19 @@ class LineProgress:
             print(text, file=self.stream, flush=True)
 
     def started(self, name: str) -> None:
+        """``[name] started``."""
         self._say(f"[{name}] started")
 
     def step(self, name: str, text: str) -> None:
+        """``[name] text``."""
         self._say(f"[{name}] {text}")
 
     def finished(self, name: str, result: str, seconds: float) -> None:
+        """``[name] result after Ns``."""
         self._say(f"[{name}] {result} after {seconds:.0f}s")
 
     def close(self) -> None:
-        pass
+        """Nothing to release: every line is already out."""
 
 
 class TqdmProgress:
@@ -83,18 +92,21 @@ class TqdmProgress:
                     bar.refresh()
 
     def started(self, name: str) -> None:
+        """A new line for the build, below the running ones."""
         with self._lock:
             self._bars[name] = self._tqdm(
                 total=None, desc=f"{name}: starting", file=self.stream, leave=False,
                 bar_format="{desc} [{elapsed}]", position=len(self._bars), dynamic_ncols=True)
 
     def step(self, name: str, text: str) -> None:
+        """Redraw the build's line with what it does now."""
         with self._lock:
             bar = self._bars.get(name)
             if bar is not None:
                 bar.set_description_str(f"{name}: {text}"[:160])
 
     def finished(self, name: str, result: str, seconds: float) -> None:
+        """Remove the build's line; print how it ended above the others."""
         with self._lock:
             bar = self._bars.pop(name, None)
             if bar is not None:
@@ -102,6 +114,7 @@ class TqdmProgress:
             self._tqdm.write(f"{name}: {result} after {seconds:.0f}s", file=self.stream)
 
     def close(self) -> None:
+        """Stop redrawing; remove the lines still shown."""
         self._stop.set()
         with self._lock:
             for bar in self._bars.values():
@@ -110,7 +123,7 @@ class TqdmProgress:
 
 
 def default_progress(stream: IO[str] | None = None) -> Progress:
-    """tqdm lines on a terminal, plain lines elsewhere."""
+    """Tqdm lines on a terminal, plain lines elsewhere."""
     stream = stream or sys.stderr
     return TqdmProgress(stream) if stream.isatty() else LineProgress(stream)
 
@@ -127,6 +140,7 @@ class TqdmTaskProgress:
         self._what = ""
 
     def __call__(self, what: str, percent: int) -> None:
+        """Task ``what`` is at ``percent``: draw (or start, or end) its bar."""
         if not self.stream.isatty():
             return
         if self._bar is None or what != self._what:

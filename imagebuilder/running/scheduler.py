@@ -20,7 +20,8 @@ from imagebuilder.running.stopping import signal_of
 J = TypeVar("J")
 
 
-def run_jobs(jobs: Sequence[J], run: Callable[[J, threading.Event, Callable[[str], None]], BuildResult],
+def run_jobs(jobs: Sequence[J],
+             run: Callable[[J, threading.Event, Callable[[str], None]], BuildResult],
              name_of: Callable[[J], str], max_jobs: int | None = 1, fail_fast: bool = False,
              progress: Progress | None = None) -> tuple[list[BuildResult], int]:
     """Run ``run(job, cancel, on_step)`` for every job, at most ``max_jobs`` at once.

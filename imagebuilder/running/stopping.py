@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from types import FrameType
 from typing import Iterator
 
 #: The signals treated like Ctrl-C (SIGINT already raises KeyboardInterrupt).
@@ -50,7 +51,7 @@ def stop_on_signals() -> Iterator[None]:
         return
     raised = threading.Event()
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         if not raised.is_set():
             raised.set()
             raise Stopped(signum)

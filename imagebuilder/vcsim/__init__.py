@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.running.packer import start_child
+from imagebuilder.vsphere.settings import defaults as vsphere_defaults
 
 MAIN_GO = Path(__file__).with_name("main.go")
 #: Go files compiled into govmomi's simulator package.
@@ -84,7 +86,8 @@ def _private_gopath(root: Path) -> Path:
     if text.count(old) != 1:
         raise BuildError(f"Cannot add export to the vCenter simulator: {GOVMOMI / name} is not "
                          f"the version imagebuilder knows (expected one {old.strip()!r} in its "
-                         "NFC handler's GET branch); adapt NFC_GET in imagebuilder/vcsim/__init__.py")
+                         "NFC handler's GET branch); adapt NFC_GET in "
+                         "imagebuilder/vcsim/__init__.py")
     target.write_text(text.replace(old, new))
     return root
 
@@ -204,9 +207,11 @@ class Simulator:
             args += ["-power-off-after", f"{int(self.power_off_after * 1000)}ms"]
         if self.fail_export_get:
             args.append("-fail-export-get")
+        # A session of its own: a Ctrl-C at the terminal must not stop it before
+        # the builds' cleanups have used it; it still dies with us (start_child).
         with open(stderr_path, "wb") as stderr:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=stderr)
+            self._proc = start_child(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=stderr, start_new_session=True)
         deadline = time.monotonic() + self.timeout
         while not ready.exists():
             failure = None
@@ -252,25 +257,13 @@ class Simulator:
 
 
 def vsphere_config(sim: Simulator, **overrides: str) -> dict[str, str]:
-    """The ``vsphere.json`` settings (all strings) that target the
-    simulator's default inventory; ``overrides`` replace or add keys."""
-    config = {
-        "vcenter_server": sim.host,
-        "username": sim.username,
-        "password": sim.password,
-        "insecure_connection": "true",
-        "datacenter": "DC0",
-        "cluster": "DC0_C0",
-        "host": "",
-        "resource_pool": "",
-        "datastore": "LocalDS_0",
-        "folder": "",
-        "network": "VM Network",
-        "template": "",
-        "create_snapshot": "false",
-        "linked_clone": "false",
-        "convert_to_template": "false",
-    }
+    """The ``vsphere.json`` settings (every field of vsphere/settings.py, all
+    strings) that target the simulator's default inventory; ``overrides``
+    replace or add keys."""
+    config = vsphere_defaults()
+    config.update(vcenter_server=sim.host, username=sim.username, password=sim.password,
+                  insecure_connection="true", datacenter="DC0", cluster="DC0_C0",
+                  datastore="LocalDS_0", network="VM Network")
     config.update(overrides)
     return config
 

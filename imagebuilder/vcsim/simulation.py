@@ -26,6 +26,7 @@ from imagebuilder.config.varfiles import read_var_file
 from imagebuilder.files import write_private_json
 from imagebuilder.running.progress import Progress
 from imagebuilder.vcsim import Simulator, vsphere_config
+from imagebuilder.vsphere.settings import VSphereSettings
 
 #: What a build against the simulator must change: no guest to talk to.
 SIMULATOR_OVERRIDES = {"communicator": "none"}
@@ -69,31 +70,15 @@ def start_simulator() -> Simulator:
 
 def inventory(sim: Simulator) -> list[tuple[str, bool]]:
     """(name, is template) of every VM in the simulator, sorted by name."""
-    from pyVim.connect import Disconnect, SmartConnect
-    from pyVmomi import vim, vmodl
+    from pyVmomi import vim
 
-    host, port = sim.host.rsplit(":", 1)
-    si = SmartConnect(host=host, port=int(port), user=sim.username, pwd=sim.password,
-                      disableSslCertValidation=True)
-    try:
-        content = si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(content.rootFolder,
-                                                       [vim.VirtualMachine], True)
-        pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-                pc.TraversalSpec(name="v", type=vim.view.ContainerView, path="view")])],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "config.template"])])
-        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-        view.Destroy()
-        rows = []
-        for obj in result.objects if result else []:
-            props = {p.name: p.val for p in obj.propSet}
-            if "name" in props:
-                rows.append((props["name"], bool(props.get("config.template"))))
-        return sorted(rows)
-    finally:
-        Disconnect(si)
+    from imagebuilder.vsphere.driver import Driver
+    from imagebuilder.vsphere.session import Session
+
+    with Session(VSphereSettings.from_vars(vsphere_config(sim), env={})) as si:
+        found = Driver(si).inventory(vim.VirtualMachine, ["name", "config.template"])
+    return sorted((str(props["name"]), bool(props.get("config.template")))
+                  for props in found.values())
 
 
 #: The Content Library vcsim-build publishes each OVA to (and deploys it back from).
@@ -107,7 +92,6 @@ def deploy_outputs(report: api.RunReport, vsphere_json: Path,
     named after it with DEPLOYED_SUFFIX. Returns (OVA, template name) pairs."""
     from imagebuilder.ova import verify_ova
     from imagebuilder.vsphere.deploy import deploy_ova
-    from imagebuilder.vsphere.session import VSphereSettings
 
     settings = VSphereSettings.from_vars(read_var_file(vsphere_json), env={})
     done = []

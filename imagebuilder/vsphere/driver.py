@@ -33,6 +33,8 @@ def fault_message(fault: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One snapshot of a VM: its name, its managed object, its id."""
+
     name: str
     ref: vim.vm.Snapshot
     id: int
@@ -49,50 +51,59 @@ class Driver:
         self.on_task = on_task
 
     # -- reading -----------------------------------------------------------
+    def _collect(self, spec: vmodl.query.PropertyCollector.FilterSpec,
+                 ) -> dict[vmodl.ManagedObject, dict[str, object]]:
+        """Run one property-collector query, every page of it; object -> {path: value}."""
+        collector = self.content.propertyCollector
+        out: dict[vmodl.ManagedObject, dict[str, object]] = {}
+        options = vmodl.query.PropertyCollector.RetrieveOptions()
+        result = collector.RetrievePropertiesEx([spec], options)
+        while result:
+            for obj in result.objects:
+                out[obj.obj] = {p.name: p.val for p in obj.propSet or []}
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+        return out
+
     def properties(self, objs: Iterable[vmodl.ManagedObject], kind: type,
-                   paths: list[str]) -> dict[vmodl.ManagedObject, dict]:
+                   paths: list[str]) -> dict[vmodl.ManagedObject, dict[str, object]]:
         """Read ``paths`` of ``objs`` in one round trip; unset properties are absent."""
         objs = list(objs)
         if not objs:
             return {}
         pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o) for o in objs],
-                             propSet=[pc.PropertySpec(type=kind, pathSet=paths)])
-        out: dict = {}
-        result = self.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-        while result:
-            for obj in result.objects:
-                out[obj.obj] = {p.name: p.val for p in obj.propSet}
-            if not result.token:
-                break
-            result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-        return out
+        return self._collect(pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o) for o in objs],
+                                           propSet=[pc.PropertySpec(type=kind, pathSet=paths)]))
 
-    def named(self, kind: str, root: vim.ManagedEntity | None = None) -> dict[str, object]:
-        """Name -> object for every ``kind`` below ``root`` (default: everything)."""
-        cls = KINDS[kind]
+    def inventory(self, kind: type, paths: list[str], root: vim.ManagedEntity | None = None,
+                  ) -> dict[vmodl.ManagedObject, dict[str, object]]:
+        """Every object of ``kind`` below ``root`` (default: the whole inventory) with
+        ``paths`` read, in one container-view query. Objects the collector returns
+        without ``paths[0]`` are left out (the simulator still lists some it deleted)."""
         view = self.content.viewManager.CreateContainerView(
-            root or self.content.rootFolder, [cls], True)
+            root or self.content.rootFolder, [kind], True)
         try:
             pc = vmodl.query.PropertyCollector
-            spec = pc.FilterSpec(
+            found = self._collect(pc.FilterSpec(
                 objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
                     pc.TraversalSpec(name="v", type=vim.view.ContainerView, path="view")])],
-                propSet=[pc.PropertySpec(type=cls, pathSet=["name"])])
-            result = self.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-            named = {}
-            while result:
-                for obj in result.objects:
-                    if obj.propSet:
-                        named.setdefault(obj.propSet[0].val, obj.obj)
-                if not result.token:
-                    break
-                result = self.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
-            return named
+                propSet=[pc.PropertySpec(type=kind, pathSet=paths)]))
         finally:
             view.Destroy()
+        return {obj: props for obj, props in found.items() if paths[0] in props}
 
-    def _find(self, kind: str, name: str, root, where: str):
+    def named(self, kind: str, root: vim.ManagedEntity | None = None,
+              ) -> dict[str, vmodl.ManagedObject]:
+        """Name -> object for every ``kind`` (a KINDS key) below ``root`` (default:
+        everything); of two objects with one name, the first found."""
+        named: dict[str, vmodl.ManagedObject] = {}
+        for obj, props in self.inventory(KINDS[kind], ["name"], root).items():
+            named.setdefault(str(props["name"]), obj)
+        return named
+
+    def _find(self, kind: str, name: str, root: vim.ManagedEntity | None,
+              where: str) -> vmodl.ManagedObject:
         found = self.named(kind, root)
         leaf = name.rstrip("/").split("/")[-1]
         if leaf in found:
@@ -112,15 +123,19 @@ class Driver:
                          "name one")
 
     def cluster(self, dc: vim.Datacenter, name: str) -> vim.ClusterComputeResource:
+        """The cluster ``name`` in ``dc``; InputError listing the clusters there."""
         return self._find("cluster", name, dc.hostFolder, f" in datacenter {dc.name}")
 
     def host(self, dc: vim.Datacenter, name: str) -> vim.HostSystem:
+        """The ESXi host ``name`` in ``dc``; InputError listing the hosts there."""
         return self._find("host", name, dc.hostFolder, f" in datacenter {dc.name}")
 
     def datastore(self, dc: vim.Datacenter, name: str) -> vim.Datastore:
+        """The datastore ``name`` in ``dc``; InputError listing the datastores there."""
         return self._find("datastore", name, dc.datastoreFolder, f" in datacenter {dc.name}")
 
     def network(self, dc: vim.Datacenter, name: str) -> vim.Network:
+        """The network ``name`` in ``dc``; InputError listing the networks there."""
         return self._find("network", name, dc.networkFolder, f" in datacenter {dc.name}")
 
     def resource_pool(self, compute: vim.ComputeResource | vim.HostSystem,
@@ -149,13 +164,16 @@ class Driver:
         return self.named("vm", dc.vmFolder).get(name.rstrip("/").split("/")[-1])
 
     def vm(self, dc: vim.Datacenter, name: str) -> vim.VirtualMachine:
+        """The VM or template ``name`` in ``dc``; InputError listing the VMs there."""
         return self._find("vm", name, dc.vmFolder, f" in datacenter {dc.name}")
 
     def is_template(self, vm: vim.VirtualMachine) -> bool:
+        """Whether ``vm`` is a template."""
         return bool(self.properties([vm], vim.VirtualMachine, ["config.template"])
                     .get(vm, {}).get("config.template"))
 
     def power_state(self, vm: vim.VirtualMachine) -> str:
+        """``poweredOn``, ``poweredOff`` or ``suspended``."""
         return str(self.properties([vm], vim.VirtualMachine, ["runtime.powerState"])
                    .get(vm, {}).get("runtime.powerState", ""))
 
@@ -186,7 +204,8 @@ class Driver:
                 raise BuildError(f"{what} did not finish within {timeout:.0f}s")
             time.sleep(0.2)
 
-    def run(self, what: str, method: Callable[..., vim.Task], *args, **kwargs) -> object:
+    def run(self, what: str, method: Callable[..., vim.Task], *args: object,
+            **kwargs: object) -> object:
         """Start a task and wait for it; a fault raised by the call itself (the
         simulator raises some there, vCenter in the task) is reported alike."""
         try:
@@ -209,22 +228,27 @@ class Driver:
         return out
 
     def create_snapshot(self, vm: vim.VirtualMachine, name: str, description: str = "") -> None:
+        """Snapshot ``vm`` (disks only, not quiesced) as ``name``."""
         self.run(f"snapshot {name!r} of {vm.name}", vm.CreateSnapshot_Task, name=name,
                  description=description, memory=False, quiesce=False)
 
     def revert(self, vm: vim.VirtualMachine, snapshot: Snapshot) -> None:
+        """Bring ``vm`` back to ``snapshot``."""
         self.run(f"revert of {vm.name} to snapshot {snapshot.name!r}",
                  snapshot.ref.RevertToSnapshot_Task)
 
     def remove_snapshot(self, vm: vim.VirtualMachine, snapshot: Snapshot) -> None:
+        """Remove ``snapshot`` (its children stay)."""
         self.run(f"removal of snapshot {snapshot.name!r} of {vm.name}",
                  snapshot.ref.RemoveSnapshot_Task, removeChildren=False)
 
     def power_off(self, vm: vim.VirtualMachine) -> None:
+        """Power ``vm`` off if it is on."""
         if self.power_state(vm) == "poweredOn":
             self.run(f"power-off of {vm.name}", vm.PowerOffVM_Task)
 
     def mark_as_template(self, vm: vim.VirtualMachine) -> None:
+        """Power ``vm`` off and turn it into a template."""
         self.power_off(vm)
         try:
             vm.MarkAsTemplate()
@@ -234,6 +258,7 @@ class Driver:
 
     def mark_as_vm(self, vm: vim.VirtualMachine, pool: vim.ResourcePool,
                    host: vim.HostSystem | None = None) -> None:
+        """Turn template ``vm`` into a VM that runs in ``pool`` (on ``host``)."""
         try:
             vm.MarkAsVirtualMachine(pool=pool, host=host)
         except vmodl.MethodFault as fault:
@@ -248,17 +273,15 @@ class Driver:
         self.run(f"deletion of {name}", vm.Destroy_Task)
 
     def set_extra_config(self, vm: vim.VirtualMachine, values: dict[str, str]) -> None:
+        """Set ``values`` in ``vm``'s extraConfig (guestinfo.* keys and the like)."""
         options = [vim.option.OptionValue(key=k, value=v) for k, v in values.items()]
         self.run(f"reconfiguration of {vm.name}", vm.ReconfigVM_Task,
                  vim.vm.ConfigSpec(extraConfig=options))
 
     def extra_config(self, vm: vim.VirtualMachine) -> dict[str, str]:
+        """``vm``'s extraConfig as key -> value."""
         props = self.properties([vm], vim.VirtualMachine, ["config.extraConfig"]).get(vm, {})
         return {o.key: str(o.value) for o in props.get("config.extraConfig", [])}
-
-    def annotation(self, vm: vim.VirtualMachine) -> str:
-        props = self.properties([vm], vim.VirtualMachine, ["config.annotation"]).get(vm, {})
-        return str(props.get("config.annotation", "") or "")
 
     def guest_address(self, vm: vim.VirtualMachine) -> str:
         """The VM's IP address as VMware Tools reports it."""

@@ -54,6 +54,7 @@ class OvaPackage:
 
     @classmethod
     def open(cls, path: Path) -> OvaPackage:
+        """Read the OVA's member list, descriptor and manifest (InputError if it is no OVA)."""
         path = Path(path)
         members = list_members(path)
         ovfs = [m for m in members if m.name.endswith(".ovf")]
@@ -76,7 +77,13 @@ class OvaPackage:
         return cls(path, {m.name: m for m in members}, text, parsed, manifest)
 
 
-def _resolve(driver: Driver, datacenter, resource_pool, cluster, host, datastore, folder):
+def _resolve(driver: Driver, datacenter: vim.Datacenter | str,
+             resource_pool: vim.ResourcePool | str | None,
+             cluster: vim.ClusterComputeResource | str, host: vim.HostSystem | str,
+             datastore: vim.Datastore | str, folder: vim.Folder | str,
+             ) -> tuple[vim.Datacenter, vim.ResourcePool, vim.HostSystem | None, vim.Datastore,
+                        vim.Folder]:
+    """The placement objects from objects or names (see import_ova)."""
     dc = datacenter if isinstance(datacenter, vim.Datacenter) else driver.datacenter(datacenter)
     host_obj = host if isinstance(host, vim.HostSystem) or not host else driver.host(dc, host)
     if resource_pool is None or isinstance(resource_pool, str):
@@ -96,7 +103,9 @@ def _resolve(driver: Driver, datacenter, resource_pool, cluster, host, datastore
 
 
 def _network_mappings(driver: Driver, dc: vim.Datacenter, ovf: ParsedOvf,
-                      network, network_mapping) -> list:
+                      network: vim.Network | str | None,
+                      network_mapping: Mapping[str, vim.Network | str] | None,
+                      ) -> list[vim.OvfManager.NetworkMapping]:
     wanted: dict[str, object] = {}
     if network:
         wanted.update({name: network for name in ovf.networks})

@@ -15,7 +15,8 @@ from imagebuilder.config.varfiles import is_true
 from imagebuilder.errors import ImageBuilderError, InputError
 from imagebuilder.planning.plan import TEMPLATE_DEFAULTS, BuildPlan
 from imagebuilder.vsphere.driver import Driver
-from imagebuilder.vsphere.session import Session, VSphereSettings
+from imagebuilder.vsphere.session import Session
+from imagebuilder.vsphere.settings import VSphereSettings
 
 #: The name a base build gives the snapshot clones link to.
 BASE_SNAPSHOT = "imagebuilder-base"
@@ -29,9 +30,9 @@ def field_file(plan: BuildPlan, key: str) -> str:
 
 
 def templates_in(driver: Driver, dc: vim.Datacenter) -> list[str]:
-    vms = driver.named("vm", dc.vmFolder)
-    props = driver.properties(vms.values(), vim.VirtualMachine, ["config.template"])
-    return sorted(n for n, vm in vms.items() if props.get(vm, {}).get("config.template"))
+    """The names of the templates in ``dc``, sorted (a clone source's candidates)."""
+    found = driver.inventory(vim.VirtualMachine, ["name", "config.template"], dc.vmFolder)
+    return sorted(str(p["name"]) for p in found.values() if p.get("config.template"))
 
 
 def check_plan(driver: Driver, plan: BuildPlan) -> list[str]:
@@ -97,34 +98,37 @@ def _check_clone_source(driver: Driver, plan: BuildPlan, dc: vim.Datacenter,
     return []
 
 
-def preflight(plans: list[BuildPlan]) -> None:
-    """Check every vSphere plan against its vCenter; raise all problems at once."""
+def _check_vcenter(plans: list[BuildPlan]) -> list[str]:
+    """The problems of builds that log in to one vCenter alike, over one session.
+    A vCenter that cannot be reached is reported once, naming every build."""
+    labels = [plan.target.task_name(plan.action) for plan in plans]
+    first = plans[0]
     problems: list[str] = []
-    # A vCenter that cannot be reached is tried once and reported once,
-    # naming every build that needs it.
-    unreachable: dict[tuple[str, str, str], tuple[str, list[str]]] = {}
-    for plan in plans:
-        if not plan.target.hypervisor.vsphere:
-            continue
-        label = plan.target.task_name(plan.action)
-        settings = VSphereSettings.from_vars(plan.merged.values)
-        key = (settings.server, settings.username, settings.password)
-        if key in unreachable:
-            unreachable[key][1].append(label)
-            continue
-        try:
-            with Session(settings, field_file(plan, "vcenter_server")) as si:
+    try:
+        with Session(VSphereSettings.from_vars(first.merged.values),
+                     field_file(first, "vcenter_server"), keepalive=0) as si:
+            driver = Driver(si)
+            for label, plan in zip(labels, plans):
                 try:
-                    found = check_plan(Driver(si), plan)
+                    found = check_plan(driver, plan)
                 except ImageBuilderError as exc:
                     found = [exc.message]
-        except ImageBuilderError as exc:  # could not log in
-            unreachable[key] = (exc.message, [label])
-            continue
-        problems += [f"{label}: {p}" for p in found]
-    for message, labels in unreachable.values():
-        problems.append(f"{labels[0]}: {message}" if len(labels) == 1
-                        else f"{message} [{', '.join(labels)}]")
+                problems += [f"{label}: {p}" for p in found]
+    except ImageBuilderError as exc:  # could not log in
+        return [f"{labels[0]}: {exc.message}" if len(labels) == 1
+                else f"{exc.message} [{', '.join(labels)}]"]
+    return problems
+
+
+def preflight(plans: list[BuildPlan]) -> None:
+    """Check every vSphere plan against its vCenter, logging in once per vCenter
+    (and user) for the whole run; raise all problems at once."""
+    by_login: dict[tuple, list[BuildPlan]] = {}
+    for plan in plans:
+        if plan.target.hypervisor.vsphere:
+            key = VSphereSettings.from_vars(plan.merged.values).login_key
+            by_login.setdefault(key, []).append(plan)
+    problems = [p for group in by_login.values() for p in _check_vcenter(group)]
     if problems:
         raise InputError(f"vSphere preflight: {len(problems)} problem"
                          f"{'s' if len(problems) > 1 else ''}; nothing was started", problems)

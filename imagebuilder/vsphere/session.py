@@ -1,4 +1,4 @@
-"""Connecting to vCenter: settings from the build's variables, one logged-in session."""
+"""Connecting to vCenter: one logged-in session from a build's VSphereSettings (settings.py)."""
 
 from __future__ import annotations
 
@@ -6,72 +6,22 @@ import http.client
 import os
 import socket
 import ssl
-from dataclasses import dataclass
-from typing import Mapping
+import threading
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from imagebuilder.errors import InputError
+from imagebuilder.vsphere.settings import VSphereSettings
 
-DEFAULT_PORT = 443
 #: Seconds to wait for vCenter to accept a connection; a host that drops
 #: packets would otherwise hold the run for the system's two-minute timeout.
 CONNECT_TIMEOUT = float(os.environ.get("IB_VCENTER_CONNECT_TIMEOUT", "15"))
 #: Seconds one API request may go without an answer (a server that accepts
 #: connections but never replies); every call we make is short, tasks are polled.
 REQUEST_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class VSphereSettings:
-    """Where and how to log in, and where builds go (names as in vsphere.json)."""
-
-    server: str
-    username: str
-    password: str
-    insecure: bool = False
-    ca_file: str | None = None
-    datacenter: str = ""
-    cluster: str = ""
-    host: str = ""
-    resource_pool: str = ""
-    datastore: str = ""
-    folder: str = ""
-    network: str = ""
-    template: str = ""
-
-    @classmethod
-    def from_vars(cls, values: Mapping[str, str],
-                  env: Mapping[str, str] | None = None) -> "VSphereSettings":
-        """From a build's merged variables; ``VSPHERE_PASSWORD`` overrides the
-        file's password and ``VSPHERE_CA_FILE`` names a CA bundle to trust."""
-        env = os.environ if env is None else env
-        get = lambda key: str(values.get(key, "") or "").strip()  # noqa: E731
-        return cls(
-            server=get("vcenter_server"), username=get("username"),
-            password=env.get("VSPHERE_PASSWORD") or str(values.get("password", "") or ""),
-            insecure=get("insecure_connection").lower() == "true",
-            ca_file=env.get("VSPHERE_CA_FILE") or get("ca_file") or None,
-            datacenter=get("datacenter"), cluster=get("cluster"), host=get("host"),
-            resource_pool=get("resource_pool"), datastore=get("datastore"),
-            folder=get("folder"), network=get("network"), template=get("template"))
-
-    @classmethod
-    def from_checkout(cls, checkout, knobs) -> "VSphereSettings":
-        """From ``ova/vsphere.json`` and PACKER_VAR_FILES, layered as builds layer them."""
-        from imagebuilder.config.varfiles import merge, read_var_file
-
-        layers = [checkout.ova_dir / "vsphere.json", *knobs.packer_var_files]
-        merged = merge([(str(p), read_var_file(p)) for p in layers], [])
-        return cls.from_vars(merged.values)
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.server.rpartition(":")
-        if sep and port.isdigit() and "]" not in port:
-            return host.strip("[]"), int(port)
-        return self.server.strip("[]"), DEFAULT_PORT
+#: Seconds between the keep-alive requests of an open Session (as Packer's vSphere driver).
+KEEPALIVE = 600.0
 
 
 def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
@@ -88,23 +38,60 @@ def _ssl_context(settings: VSphereSettings) -> ssl.SSLContext:
 
 
 class Session:
-    """One logged-in vCenter session, logged out on exit (``with Session(s) as si``)."""
+    """One logged-in vCenter session: ``with Session(s) as si``, or ``open()``/``close()``.
 
-    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json") -> None:
+    While open, a keep-alive thread asks vCenter for its time every
+    ``keepalive`` seconds (Packer's vSphere driver does the same, every ten
+    minutes), so that a session held for a whole build is not dropped as idle
+    (vCenter's default idle timeout is 30 minutes) while Packer runs.
+    """
+
+    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json",
+                 keepalive: float = KEEPALIVE) -> None:
         self.settings = settings
         self.where = where
+        self.keepalive = keepalive
         self.si: vim.ServiceInstance | None = None
+        #: How many keep-alive requests were answered.
+        self.pings = 0
+        self._closed = threading.Event()
+        self._pinger: threading.Thread | None = None
 
-    def __enter__(self) -> vim.ServiceInstance:
+    def open(self) -> vim.ServiceInstance:
+        """Log in (InputError naming the problem when that fails) and start the keep-alive."""
         self.si = connect(self.settings, self.where)
+        self._closed.clear()
+        if self.keepalive > 0:
+            self._pinger = threading.Thread(target=self._keep_alive, args=(self.si,),
+                                            daemon=True, name="vcenter-keepalive")
+            self._pinger.start()
         return self.si
 
-    def __exit__(self, *exc: object) -> None:
+    def _keep_alive(self, si: vim.ServiceInstance) -> None:
+        while not self._closed.wait(self.keepalive):
+            try:
+                si.CurrentTime()
+                self.pings += 1
+            except Exception:  # the next real request reports a lost session
+                pass
+
+    def close(self) -> None:
+        """Stop the keep-alive and log out; safe to call more than once."""
+        self._closed.set()
+        if self._pinger is not None:
+            self._pinger.join()
+            self._pinger = None
         if self.si is not None:
             try:
                 Disconnect(self.si)
             finally:
                 self.si = None
+
+    def __enter__(self) -> vim.ServiceInstance:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _probe(host: str, port: int, where: str) -> None:
@@ -144,9 +131,9 @@ def connect(settings: VSphereSettings, where: str = "ova/vsphere.json") -> vim.S
         raise InputError(f"login failed for {who}: check username and password "
                          "(or VSPHERE_PASSWORD)") from None
     except ssl.SSLCertVerificationError as exc:
-        raise InputError(f"cannot verify the certificate of {settings.server} ({exc.verify_message}); "
-                         "set VSPHERE_CA_FILE to its CA bundle, or insecure_connection "
-                         "to true for a lab vCenter") from None
+        raise InputError(f"cannot verify the certificate of {settings.server} "
+                         f"({exc.verify_message}); set VSPHERE_CA_FILE to its CA bundle, "
+                         "or insecure_connection to true for a lab vCenter") from None
     except ssl.SSLError as exc:
         raise InputError(f"{where}: vcenter_server: {host}:{port} does not speak TLS as vCenter "
                          f"does ({exc.reason or exc}); check the host and port") from None

@@ -13,6 +13,7 @@ from helpers.planning import plan_for
 from imagebuilder.config.catalog import HYPERVISORS, Target, parse_target
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.planning.plan import write_build_files
+from imagebuilder.running.build import steps_for
 
 
 def var_files(argv):
@@ -61,9 +62,12 @@ def test_builder_selection(checkout, vsphere_ok, tmp_path, hv, builder, extra, s
     vmx.write_text("")
     vmx_file = write_json(tmp_path / "vmx.json", {"source_path": str(vmx)})
     env = {"PACKER_VAR_FILES": f"{vsphere_ok} {vmx_file}"}
-    argv = plan_for(checkout, f"node-ova-{hv}-photon-5", env).argv()
+    plan = plan_for(checkout, f"node-ova-{hv}-photon-5", env)
+    argv = plan.argv()
     assert f"-only={builder}" in argv
-    assert ("-except=ova" in argv) == skips_ova  # base builds make no OVA
+    # Our own steps make the OVA (base builds make none) and run the custom post-processor.
+    assert "-except=ova,custom-post-processor" in argv
+    assert ("ova" in [step.name for step in steps_for(plan)]) != skips_ova
     hv_files = [f for f in var_files(argv) if f.endswith(("ova/vsphere.json", "ova/vmx.json"))]
     assert hv_files == ([str(checkout.ova_dir / extra)] if extra else [])
 
@@ -180,10 +184,10 @@ def test_vsphere_builds_export_with_a_sha256_manifest(checkout, vsphere_ok, tmp_
     for hv, builder in (("vsphere", "vsphere-iso"), ("vsphere-clone", "vsphere-clone")):
         plan = plan_for(checkout, f"node-ova-{hv}-ubuntu-2204", env)
         argv = plan.argv()
-        assert f"-only={builder}" in argv and "-except=ova" not in argv
+        assert f"-only={builder}" in argv and "-except=ova,custom-post-processor" in argv
         assert plan.merged.get("export_manifest") == "sha256"
     base = plan_for(checkout, "node-ova-vsphere-base-ubuntu-2204", env).argv()
-    assert "-only=vsphere-iso-base" in base and "-except=ova" in base
+    assert "-only=vsphere-iso-base" in base and "-except=ova,custom-post-processor" in base
     none = write_json(tmp_path / "none.json", {"export_manifest": "none"})
     plan = plan_for(checkout, "node-ova-vsphere-ubuntu-2204",
                     {"PACKER_VAR_FILES": f"{vsphere_ok} {none}"})

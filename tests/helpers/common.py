@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Iterator
 
 from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from imagebuilder.vcsim import Simulator
+from imagebuilder.vsphere.driver import Driver
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "standin"
@@ -79,20 +80,10 @@ def connect(sim: Simulator, user: str | None = None,
 
 
 def objects(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]:
-    """Name -> object for every entity of a kind. Reads through the property
-    collector, which skips objects vcsim has deleted but still lists."""
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    pc = vmodl.query.PropertyCollector
-    spec = pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[
-            pc.TraversalSpec(name="view", type=vim.view.ContainerView, path="view")])],
-        propSet=[pc.PropertySpec(type=kind, pathSet=["name"])])
-    try:
-        result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-    finally:
-        view.Destroy()
-    return {o.propSet[0].val: o.obj for o in result.objects if o.propSet}
+    """Name -> object for every entity of a kind (the driver's container-view query,
+    which skips objects vcsim has deleted but still lists)."""
+    found = Driver(si).inventory(kind, ["name"])
+    return {props["name"]: obj for obj, props in found.items()}
 
 
 def invoke(*args: str, env_extra: dict | None = None, timeout: float = 600):

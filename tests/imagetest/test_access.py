@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from helpers.common import REPO, write_json
+from helpers.simulator import own_simulator
 
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.errors import InputError
@@ -17,27 +18,25 @@ from imagebuilder.vcsim import vsphere_config
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.session import Session, VSphereSettings
 
-
-@pytest.fixture(scope="module")
-def sim(module_vcsim):
-    return module_vcsim
+#: The tests that change the simulator's VMs share one of their own.
+OWN = own_simulator("module", password="module-Secret-1")
 
 
 @pytest.fixture
-def knobs(sim, tmp_path):
+def knobs(vcsim, tmp_path):
     return Knobs.from_env({"PACKER_VAR_FILES": str(write_json(tmp_path / "v.json",
-                                                               vsphere_config(sim)))})
+                                                               vsphere_config(vcsim)))})
 
 
-def snapshot_names(sim, vm_name):
-    with Session(VSphereSettings.from_vars(vsphere_config(sim), env={})) as si:
+def snapshot_names(vcsim, vm_name):
+    with Session(VSphereSettings.from_vars(vsphere_config(vcsim), env={})) as si:
         driver = Driver(si)
         vm = driver.vm(driver.datacenter("DC0"), vm_name)
         return [s.name for s in driver.snapshots(vm)], driver.extra_config(vm)
 
 
-def power_off(sim, vm_name):
-    with Session(VSphereSettings.from_vars(vsphere_config(sim), env={})) as si:
+def power_off(vcsim, vm_name):
+    with Session(VSphereSettings.from_vars(vsphere_config(vcsim), env={})) as si:
         driver = Driver(si)
         driver.power_off(driver.vm(driver.datacenter("DC0"), vm_name))
 
@@ -53,11 +52,12 @@ def test_keys_are_generated_once_private_and_ignored(checkout):
 
 
 @pytest.mark.vcsim
-def test_cloudinit_injection_twice_leaves_two_snapshots(checkout, sim, knobs):
-    power_off(sim, "DC0_H0_VM0")
+@OWN
+def test_cloudinit_injection_twice_leaves_two_snapshots(checkout, vcsim, knobs):
+    power_off(vcsim, "DC0_H0_VM0")
     for _ in range(2):
         imagetest.cloudinit_vm(checkout, knobs, "DC0_H0_VM0", report=lambda text: None)
-    names, extra = snapshot_names(sim, "DC0_H0_VM0")
+    names, extra = snapshot_names(vcsim, "DC0_H0_VM0")
     assert names == ["new", "cloudinit"]
     user = base64.b64decode(extra["guestinfo.userdata"]).decode()
     public = (checkout.root / "cloudinit" / "id_rsa.capi.pub").read_text().strip()
@@ -68,21 +68,23 @@ def test_cloudinit_injection_twice_leaves_two_snapshots(checkout, sim, knobs):
 
 
 @pytest.mark.vcsim
-def test_cloudinit_with_own_files(checkout, sim, knobs, tmp_path):
-    power_off(sim, "DC0_H0_VM1")
+@OWN
+def test_cloudinit_with_own_files(checkout, vcsim, knobs, tmp_path):
+    power_off(vcsim, "DC0_H0_VM1")
     mine = tmp_path / "ud"
     mine.write_text("#cloud-config\nhostname: mine\n")
     imagetest.cloudinit_vm(checkout, knobs, "DC0_H0_VM1", user_data_file=mine,
                            report=lambda text: None)
-    _, extra = snapshot_names(sim, "DC0_H0_VM1")
+    _, extra = snapshot_names(vcsim, "DC0_H0_VM1")
     assert base64.b64decode(extra["guestinfo.userdata"]) == mine.read_bytes()
 
 
 @pytest.mark.vcsim
-def test_cloudinit_refuses_running_vms_and_templates(checkout, sim, knobs):
+@OWN
+def test_cloudinit_refuses_running_vms_and_templates(checkout, vcsim, knobs):
     with pytest.raises(InputError, match="DC0_C0_RP0_VM0 is powered on: power it off first"):
         imagetest.cloudinit_vm(checkout, knobs, "DC0_C0_RP0_VM0")
-    with Session(VSphereSettings.from_vars(vsphere_config(sim), env={})) as si:
+    with Session(VSphereSettings.from_vars(vsphere_config(vcsim), env={})) as si:
         driver = Driver(si)
         driver.mark_as_template(driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM1"))
     with pytest.raises(InputError, match="DC0_C0_RP0_VM1 is a template: cloud-init data goes"):
@@ -92,9 +94,10 @@ def test_cloudinit_refuses_running_vms_and_templates(checkout, sim, knobs):
 
 
 @pytest.mark.vcsim
-def test_ssh_vm_without_guest_ip(checkout, sim, knobs):
+@OWN
+def test_ssh_vm_without_guest_ip(checkout, vcsim, knobs):
     from imagebuilder.errors import BuildError
-    power_off(sim, "DC0_H0_VM0")
+    power_off(vcsim, "DC0_H0_VM0")
     with pytest.raises(BuildError, match="DC0_H0_VM0 reports no IP address"):
         imagetest.vm_ssh_argv(checkout, knobs, "DC0_H0_VM0")
 

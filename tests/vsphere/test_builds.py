@@ -12,41 +12,37 @@ import time
 
 import pytest
 from helpers.common import BIN, REPO, alive, connect, invoke, objects, write_json
+from helpers.simulator import own_simulator
 from pyVmomi import vim
 
 from imagebuilder.vcsim.simulation import simulator_var_files
 from imagebuilder.vsphere.driver import Driver
 
 pytestmark = [pytest.mark.vcsim, pytest.mark.packer, pytest.mark.slow,
-              pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed")]
+              pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed"),
+              own_simulator("function", password="fresh-Secret-1", power_off_after=0.5)]
 
 
-@pytest.fixture
-def sim(fresh_vcsim):
-    return fresh_vcsim
+def files_for(vcsim, tmp_path, **vsphere) -> str:
+    return " ".join(map(str, simulator_var_files(vcsim, tmp_path / "vcsim", **vsphere)))
 
 
-
-def files_for(sim, tmp_path, **vsphere) -> str:
-    return " ".join(map(str, simulator_var_files(sim, tmp_path / "sim", **vsphere)))
-
-
-def vms(sim) -> dict[str, bool]:
-    with connect(sim) as si:
+def vms(vcsim) -> dict[str, bool]:
+    with connect(vcsim) as si:
         found = objects(si, vim.VirtualMachine)
         props = Driver(si).properties(found.values(), vim.VirtualMachine, ["config.template"])
         return {name: bool(props.get(vm, {}).get("config.template")) for name, vm in found.items()}
 
 
-def test_clone_builds_its_missing_base_first_then_finds_it_up_to_date(checkout, sim, tmp_path):
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path)}
+def test_clone_builds_its_missing_base_first_then_finds_it_up_to_date(checkout, vcsim, tmp_path):
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path)}
     first = invoke("build-node-ova-vsphere-clone-ubuntu-2204", env_extra=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "node-ova-vsphere-base-ubuntu-2204: base is missing; building it first" in first.stdout
-    found = vms(sim)
+    found = vms(vcsim)
     assert found["ubuntu-2204-base"] is True  # the base template, with its snapshot
     assert found["ubuntu-2204-kube-v1.37.1"] is True  # the linked clone, as a template
-    with connect(sim) as si:
+    with connect(vcsim) as si:
         driver = Driver(si)
         base = driver.find_vm(driver.datacenter("DC0"), "ubuntu-2204-base")
         assert [s.name for s in driver.snapshots(base)] == ["Created by Packer"]
@@ -64,29 +60,29 @@ def test_clone_builds_its_missing_base_first_then_finds_it_up_to_date(checkout, 
     assert "build-node-ova-vsphere-base" not in second.stdout.split("TARGET", 1)[1]
 
 
-def test_no_deps_refuses_a_missing_base(checkout, sim, tmp_path):
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path)}
+def test_no_deps_refuses_a_missing_base(checkout, vcsim, tmp_path):
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path)}
     result = invoke("build-node-ova-vsphere-clone-photon-5", "--no-deps", env_extra=env)
     assert result.returncode == 2
     assert ("build-node-ova-vsphere-clone-photon-5: the base 'photon-5-base' is missing and "
             "--no-deps forbids building it; run build-node-ova-vsphere-base-photon-5 first"
             in result.stderr)
-    assert "photon-5-base" not in vms(sim)
+    assert "photon-5-base" not in vms(vcsim)
 
 
-def test_linked_clone_from_a_template_without_snapshot(checkout, sim, tmp_path):
-    with connect(sim) as si:
+def test_linked_clone_from_a_template_without_snapshot(checkout, vcsim, tmp_path):
+    with connect(vcsim) as si:
         driver = Driver(si)
         driver.mark_as_template(driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM0"))
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_C0_RP0_VM0",
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path, template="DC0_C0_RP0_VM0",
                                          linked_clone="true")}
     refused = invoke("build-node-ova-vsphere-clone-rockylinux-9", env_extra=env)
     assert refused.returncode == 2 and "has no snapshot, which a linked clone needs" in refused.stderr
     result = invoke("build-node-ova-vsphere-clone-rockylinux-9", "--prepare-template",
                     env_extra=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert vms(sim)["rockylinux-9-kube-v1.37.1"] is True
-    with connect(sim) as si:
+    assert vms(vcsim)["rockylinux-9-kube-v1.37.1"] is True
+    with connect(vcsim) as si:
         driver = Driver(si)
         source = driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM0")
         assert driver.is_template(source)
@@ -94,17 +90,17 @@ def test_linked_clone_from_a_template_without_snapshot(checkout, sim, tmp_path):
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_a_failed_build_leaves_no_vm(checkout, sim, tmp_path, keep):
+def test_a_failed_build_leaves_no_vm(checkout, vcsim, tmp_path, keep):
     """Packer is told to leave its VM on error (-on-error=abort); our cleanup removes it."""
     ssh = write_json(tmp_path / "ssh.json", {"communicator": "ssh", "ip_wait_timeout": "2s"})
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0") + f" {ssh}",
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path, template="DC0_H0_VM0") + f" {ssh}",
            "PACKER_FLAGS": "-on-error=abort"}
     args = ["build-node-ova-vsphere-clone-flatcar"] + (["--keep-on-failure"] if keep else [])
     result = invoke(*args, env_extra=env)
     assert result.returncode == 1, result.stdout + result.stderr
     log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log").read_text()
     assert "Timeout waiting for IP" in log
-    assert ("flatcar-kube-v1.37.1" in vms(sim)) is keep
+    assert ("flatcar-kube-v1.37.1" in vms(vcsim)) is keep
     summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
     assert summary["builds"][0]["result"] == "failed"
 
@@ -133,7 +129,7 @@ os.execv(shutil.which("packer", path="/usr/bin:/usr/local/bin:" + os.environ["PA
 '''
 
 
-def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, sim, tmp_path):
+def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, vcsim, tmp_path):
     """The real Packer fails because a VM of its name appeared after preflight;
     that VM is not this build's (no build id of ours in its extraConfig), so
     the cleanup leaves it alone. (test_a_failed_build_leaves_no_vm: the build's
@@ -142,15 +138,15 @@ def test_a_cleanup_leaves_a_vm_it_did_not_make(checkout, sim, tmp_path):
     wrapper = tmp_path / "packer-with-impostor"
     wrapper.write_text(IMPOSTOR_PACKER.format(python=sys.executable, tests=str(REPO)))
     wrapper.chmod(0o755)
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0"),
-           "PACKER": str(wrapper), "SIM_HOST": sim.host, "SIM_USER": sim.username,
-           "SIM_PASSWORD": sim.password, "SIM_VM": "flatcar-kube-v1.37.1"}
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path, template="DC0_H0_VM0"),
+           "PACKER": str(wrapper), "SIM_HOST": vcsim.host, "SIM_USER": vcsim.username,
+           "SIM_PASSWORD": vcsim.password, "SIM_VM": "flatcar-kube-v1.37.1"}
     result = invoke("build-node-ova-vsphere-clone-flatcar", env_extra=env)
     assert result.returncode == 1, result.stdout + result.stderr
     log = (checkout.output_dir / "logs" / "build-node-ova-vsphere-clone-flatcar.log").read_text()
     assert "already exists" in log
-    assert "flatcar-kube-v1.37.1" in vms(sim)  # it survived our cleanup
-    with connect(sim) as si:
+    assert "flatcar-kube-v1.37.1" in vms(vcsim)  # it survived our cleanup
+    with connect(vcsim) as si:
         driver = Driver(si)
         vm = driver.vm(driver.datacenter("DC0"), "flatcar-kube-v1.37.1")
         assert driver.extra_config(vm)["guestinfo.imagebuilder.build_id"] == "someone-else"
@@ -178,12 +174,12 @@ def descendants(pid: int) -> set[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
+def test_stopped_while_packer_waits_leaves_no_vm(checkout, vcsim, tmp_path, sig):
     """A CI cancel (SIGTERM) while the real Packer waits for its VM: Packer is
     stopped and removes the VM, nothing keeps running, exit 143. SIGKILL runs
     none of our cleanups, but Packer gets its death signal and still removes it."""
     ssh = write_json(tmp_path / "ssh.json", {"communicator": "ssh", "ip_wait_timeout": "300s"})
-    env = dict(os.environ, PACKER_VAR_FILES=files_for(sim, tmp_path, template="DC0_H0_VM0")
+    env = dict(os.environ, PACKER_VAR_FILES=files_for(vcsim, tmp_path, template="DC0_H0_VM0")
                + f" {ssh}")
     proc = subprocess.Popen([str(BIN / "invoke"), "build-node-ova-vsphere-clone-flatcar"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -193,7 +189,7 @@ def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
     while time.time() < deadline and proc.poll() is None and not (
             log.exists() and "Waiting for IP" in log.read_text()):
         time.sleep(0.3)
-    assert "flatcar-kube-v1.37.1" in vms(sim)
+    assert "flatcar-kube-v1.37.1" in vms(vcsim)
     below = descendants(proc.pid)
     assert below  # Packer and its plugins
     os.kill(proc.pid, sig)
@@ -202,7 +198,7 @@ def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
     while time.time() < deadline and any(alive(p) for p in below):
         time.sleep(0.3)
     assert [p for p in below if alive(p)] == []
-    assert "flatcar-kube-v1.37.1" not in vms(sim)
+    assert "flatcar-kube-v1.37.1" not in vms(vcsim)
     assert not list((checkout.output_dir / ".work").glob("*/build-vars.json"))
     if sig == signal.SIGTERM:
         assert proc.returncode == 143, out + err
@@ -213,12 +209,12 @@ def test_stopped_while_packer_waits_leaves_no_vm(checkout, sim, tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
 
 
-def test_destroy_removes_the_vm_after_the_build(checkout, sim, tmp_path):
+def test_destroy_removes_the_vm_after_the_build(checkout, vcsim, tmp_path):
     """Upstream's destroy: Packer 1.6.6's builders lack the field, so the build's own
     step removes the VM once the build is done."""
     extra = write_json(tmp_path / "destroy.json", {"destroy": "true"})
-    env = {"PACKER_VAR_FILES": files_for(sim, tmp_path, template="DC0_H0_VM0") + f" {extra}"}
+    env = {"PACKER_VAR_FILES": files_for(vcsim, tmp_path, template="DC0_H0_VM0") + f" {extra}"}
     result = invoke("build-node-ova-vsphere-clone-photon-5", env_extra=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "photon-5-kube-v1.37.1" not in vms(sim)
-    assert "DC0_H0_VM0" in vms(sim)  # the source is untouched
+    assert "photon-5-kube-v1.37.1" not in vms(vcsim)
+    assert "DC0_H0_VM0" in vms(vcsim)  # the source is untouched

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from helpers.simulator import own_simulator
 
 from imagebuilder.errors import BuildError, InputError
 from imagebuilder.vcsim import vsphere_config
 from imagebuilder.vsphere.driver import Driver
 from imagebuilder.vsphere.session import Session, VSphereSettings
 
-pytestmark = pytest.mark.vcsim
-
-
-@pytest.fixture(scope="module")
-def vcsim(module_vcsim):
-    return module_vcsim
+pytestmark = [pytest.mark.vcsim, own_simulator("module", password="module-Secret-1")]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers.common import BIN, REPO, connect, invoke, objects, write_json
+from helpers.simulator import own_simulator
 from pyVmomi import vim
 
 from imagebuilder.ova.ovf import parse_ovf
@@ -109,35 +110,35 @@ def check_the_loop(checkout, sim: Simulator, tmp_path: Path, target: str, os_nam
     return built
 
 
-def test_vsphere_iso_build_makes_an_ova_that_deploys_back(checkout, fresh_vcsim, tmp_path):
+FRESH = own_simulator("function", password="fresh-Secret-1", power_off_after=0.5)
+
+
+@FRESH
+def test_vsphere_iso_build_makes_an_ova_that_deploys_back(checkout, vcsim, tmp_path):
     target = "build-node-ova-vsphere-ubuntu-2204-efi"
-    result = invoke(target, env_extra={"PACKER_VAR_FILES": var_files(fresh_vcsim, tmp_path)})
+    result = invoke(target, env_extra={"PACKER_VAR_FILES": var_files(vcsim, tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
-    built = check_the_loop(checkout, fresh_vcsim, tmp_path, target, "ubuntu-2204-efi")
+    built = check_the_loop(checkout, vcsim, tmp_path, target, "ubuntu-2204-efi")
     assert built == {"template": True, "numCPU": 2, "memoryMB": 3072, "disks": [8192 << 20],
                      "firmware": "efi"}
 
 
-def test_vsphere_clone_build_makes_an_ova_that_deploys_back(checkout, fresh_vcsim, tmp_path):
+@FRESH
+def test_vsphere_clone_build_makes_an_ova_that_deploys_back(checkout, vcsim, tmp_path):
     target = "build-node-ova-vsphere-clone-photon-5"
-    files = var_files(fresh_vcsim, tmp_path, template="DC0_H0_VM0")
+    files = var_files(vcsim, tmp_path, template="DC0_H0_VM0")
     result = invoke(target, env_extra={"PACKER_VAR_FILES": files})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Cloning VM..." in (checkout.output_dir / "logs" / f"{target}.log").read_text()
-    built = check_the_loop(checkout, fresh_vcsim, tmp_path, target, "photon-5")
+    built = check_the_loop(checkout, vcsim, tmp_path, target, "photon-5")
     assert (built["numCPU"], built["memoryMB"]) == (2, 3072)
 
 
-@pytest.fixture
-def failing_vcsim(vcsim_binary):
-    with Simulator(binary=vcsim_binary, password="failing-Secret-1", power_off_after=0.5,
-                   fail_export_get=True) as sim:
-        yield sim
-
-
-def test_an_export_broken_half_way_leaves_no_ova_and_no_vm(checkout, failing_vcsim, tmp_path):
+@own_simulator("function", password="failing-Secret-1", power_off_after=0.5,
+               fail_export_get=True)
+def test_an_export_broken_half_way_leaves_no_ova_and_no_vm(checkout, vcsim, tmp_path):
     target = "build-node-ova-vsphere-clone-photon-5"
-    files = var_files(failing_vcsim, tmp_path, template="DC0_H0_VM0")
+    files = var_files(vcsim, tmp_path, template="DC0_H0_VM0")
     result = invoke(target, env_extra={"PACKER_VAR_FILES": files})
     assert result.returncode == 1, result.stdout + result.stderr
     log = (checkout.output_dir / "logs" / f"{target}.log").read_text()
@@ -146,7 +147,7 @@ def test_an_export_broken_half_way_leaves_no_ova_and_no_vm(checkout, failing_vcs
     assert "Running post-processor" not in log
     # The output directory this build made held only the half-downloaded disk: removed.
     assert not (checkout.output_dir / f"photon-5-kube-{K8S}").exists()
-    with connect(failing_vcsim) as si:
+    with connect(vcsim) as si:
         assert f"photon-5-kube-{K8S}" not in objects(si, vim.VirtualMachine)
     summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
     assert summary["builds"][0]["result"] == "failed"

@@ -6,6 +6,7 @@ import fnmatch
 
 import pytest
 from helpers.planning import plan_for
+from helpers.simulator import own_simulator
 
 from imagebuilder.config.options import BuildOptions
 from imagebuilder.errors import InputError
@@ -15,32 +16,27 @@ from imagebuilder.vsphere.preflight import preflight
 from imagebuilder.vsphere.session import Session, VSphereSettings
 from imagebuilder.vsphere.steps import prepare_template
 
-pytestmark = pytest.mark.vcsim
+pytestmark = [pytest.mark.vcsim, own_simulator("module", password="module-Secret-1")]
 
 
-@pytest.fixture(scope="module")
-def sim(module_vcsim):
-    return module_vcsim
-
-
-def sim_plan(checkout, sim, tmp_path, target="node-ova-vsphere-clone-ubuntu-2204",
+def sim_plan(checkout, vcsim, tmp_path, target="node-ova-vsphere-clone-ubuntu-2204",
              options=None, **vsphere):
     vsphere.setdefault("template", "DC0_C0_RP0_VM0")
-    files = write_vsphere_json(sim, tmp_path / "v.json", **vsphere)
+    files = write_vsphere_json(vcsim, tmp_path / "v.json", **vsphere)
     return plan_for(checkout, target, var_files=[files], options=options)
 
 
-def problems(checkout, sim, tmp_path, **kw):
+def problems(checkout, vcsim, tmp_path, **kw):
     with pytest.raises(InputError) as info:
-        preflight([sim_plan(checkout, sim, tmp_path, **kw)])
+        preflight([sim_plan(checkout, vcsim, tmp_path, **kw)])
     assert info.value.exit_code == 2
     prefix = "build-node-ova-vsphere-clone-ubuntu-2204: "
     assert all(p.startswith(prefix) for p in info.value.problems)
     return [p[len(prefix):] for p in info.value.problems]
 
 
-def test_a_good_configuration_passes(checkout, sim, tmp_path):
-    preflight([sim_plan(checkout, sim, tmp_path)])
+def test_a_good_configuration_passes(checkout, vcsim, tmp_path):
+    preflight([sim_plan(checkout, vcsim, tmp_path)])
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -56,30 +52,30 @@ def test_a_good_configuration_passes(checkout, sim, tmp_path):
     ("template", "ubuntu-base", "'ubuntu-base' not found in datacenter DC0; the templates "
                                 "there: none"),
 ])
-def test_each_wrong_name(checkout, sim, tmp_path, field, value, message):
-    [found] = problems(checkout, sim, tmp_path, **{field: value})
+def test_each_wrong_name(checkout, vcsim, tmp_path, field, value, message):
+    [found] = problems(checkout, vcsim, tmp_path, **{field: value})
     assert fnmatch.fnmatchcase(found, f"{tmp_path}/v.json: {field}: {message}"), found
 
 
-def test_wrong_host_lists_the_hosts(checkout, sim, tmp_path):
-    found = problems(checkout, sim, tmp_path, cluster="", host="esx-9")
+def test_wrong_host_lists_the_hosts(checkout, vcsim, tmp_path):
+    found = problems(checkout, vcsim, tmp_path, cluster="", host="esx-9")
     assert found == [f"{tmp_path}/v.json: host: host 'esx-9' not found in datacenter DC0; "
                      "the hosts there: DC0_C0_H0, DC0_C0_H1, DC0_C0_H2, DC0_H0"]
 
 
-def test_several_problems_at_once(checkout, sim, tmp_path):
-    found = problems(checkout, sim, tmp_path, datastore="nfs", network="prod", folder="x")
+def test_several_problems_at_once(checkout, vcsim, tmp_path):
+    found = problems(checkout, vcsim, tmp_path, datastore="nfs", network="prod", folder="x")
     assert [p.split(": ")[1] for p in found] == ["datastore", "network", "folder"]
 
 
-def test_bad_credentials(checkout, sim, tmp_path):
-    found = problems(checkout, sim, tmp_path, password="wrong-password")
-    assert found == [f"login failed for user {sim.username} at host {sim.host}: check "
+def test_bad_credentials(checkout, vcsim, tmp_path):
+    found = problems(checkout, vcsim, tmp_path, password="wrong-password")
+    assert found == [f"login failed for user {vcsim.username} at host {vcsim.host}: check "
                      "username and password (or VSPHERE_PASSWORD)"]
 
 
-def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
-    plan = sim_plan(checkout, sim, tmp_path)
+def test_existing_vm_name_needs_force(checkout, vcsim, tmp_path):
+    plan = sim_plan(checkout, vcsim, tmp_path)
     vm_name = plan.merged.get("vm_name")
     settings = VSphereSettings.from_vars(plan.merged.values)
     with Session(settings) as si:
@@ -91,10 +87,10 @@ def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
                    spec=__import__("pyVmomi").vim.vm.CloneSpec(
                        location=__import__("pyVmomi").vim.vm.RelocateSpec(pool=pool)))
     try:
-        found = problems(checkout, sim, tmp_path)
+        found = problems(checkout, vcsim, tmp_path)
         assert found == [f"vm_name: a VM named {vm_name!r} already exists in datacenter DC0; "
                          "pass --force to replace it, or clean it up first"]
-        preflight([sim_plan(checkout, sim, tmp_path, options=BuildOptions(force=True))])
+        preflight([sim_plan(checkout, vcsim, tmp_path, options=BuildOptions(force=True))])
     finally:
         with Session(settings) as si:
             driver = Driver(si)
@@ -103,18 +99,18 @@ def test_existing_vm_name_needs_force(checkout, sim, tmp_path):
                 driver.destroy(vm)
 
 
-def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, sim, tmp_path):
-    plan = sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
+def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, vcsim, tmp_path):
+    plan = sim_plan(checkout, vcsim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
     settings = VSphereSettings.from_vars(plan.merged.values)
     with Session(settings) as si:
         driver = Driver(si)
         driver.mark_as_template(driver.vm(driver.datacenter("DC0"), "DC0_C0_RP0_VM1"))
-    found = problems(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
+    found = problems(checkout, vcsim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")
     assert found == [f"{tmp_path}/v.json: linked_clone: template 'DC0_C0_RP0_VM1' has no "
                      "snapshot, which a linked clone needs; pass --prepare-template (it is "
                      "turned into a VM, snapshotted and marked as a template again) or set "
                      "linked_clone to false"]
-    preflight([sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true",
+    preflight([sim_plan(checkout, vcsim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true",
                         options=BuildOptions(prepare_template=True))])
     with Session(settings) as si:
         driver = Driver(si)
@@ -123,4 +119,4 @@ def test_linked_clone_needs_a_snapshot_or_prepare_template(checkout, sim, tmp_pa
         prepare_template(driver, settings, dc, template)
         assert driver.is_template(template)
         assert [s.name for s in driver.snapshots(template)] == ["imagebuilder-base"]
-    preflight([sim_plan(checkout, sim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")])
+    preflight([sim_plan(checkout, vcsim, tmp_path, template="DC0_C0_RP0_VM1", linked_clone="true")])
