@@ -18,7 +18,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, Task
 
-from imagebuilder.config.catalog import HYPERVISORS, Target
+from imagebuilder.config.catalog import HYPERVISORS, Target, buildable, windows_refusal
 from imagebuilder.config.checkout import find_checkout
 from imagebuilder.config.options import OPTION_HELP, BuildOptions
 from imagebuilder.errors import EXIT_BAD_INPUT, ImageBuilderError
@@ -89,6 +89,15 @@ def _make(name: str, doc: str, body, help: dict | None = None) -> Task:
     body.__doc__ = doc
     body.__name__ = name.replace("-", "_")
     return Task(_user_facing(body), name=name, help=help or {})
+
+
+def refused_task(target: Target, action: str) -> Task:
+    """A target upstream names but cannot build (Windows base, clone, vmx): exit 2, one line."""
+    def body(c):
+        from imagebuilder.errors import InputError
+        raise InputError(windows_refusal(target.task_name(action), target.os_name))
+    return _make(target.task_name(action), "Refused: Windows images are built from the ISO "
+                 "only (local, vsphere).", body)
 
 
 def target_task(target: Target, action: str) -> Task:
@@ -235,7 +244,9 @@ def namespace() -> Collection:
     for hv_name in HYPERVISORS:
         for os_name in os_names:
             for action in ("build", "validate", "clean"):
-                ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), action))
+                target = Target(HYPERVISORS[hv_name], os_name)
+                ns.add_task(target_task(target, action) if buildable(target)
+                            else refused_task(target, action))
         ns.add_task(hypervisor_all_task(hv_name))
     ns.add_task(_make("build-all", "Build every OS of one hypervisor (default: local).",
                       build_all, dict(RUN_HELP, hypervisor="local (default), local-base, "
