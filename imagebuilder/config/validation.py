@@ -25,7 +25,7 @@ SCHEMA_FILES = ("defs", "var-file", "os", "vsphere", "vmx")
 #: Variables whose values are secrets: never on argv, never in a log line or a message.
 SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password",
                               "remote_password", "additional_s3_access",
-                              "additional_s3_secret"})
+                              "additional_s3_secret", "windows_admin_password"})
 #: Names that look like they hold a secret (a misspelt password too): their
 #: values are never shown in a message either.
 _SECRET_WORDS = ("pass", "secret", "token")
@@ -165,6 +165,7 @@ OS_MINIMUMS = {  # distro_name: (memory MiB, disk_size MiB)
     "almalinux": (1536, 10240),
     "photon": (1024, 8192),
     "flatcar": (2048, 8192),
+    "windows": (2048, 32768),  # Windows Server's documented minimum disk: 32 GB
 }
 DEFAULT_MINIMUMS = (1024, 5120)
 
