@@ -57,7 +57,7 @@ from imagebuilder.config.varfiles import (
 )
 from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
-from imagebuilder.planning import downloads, goss
+from imagebuilder.planning import downloads, goss, windows
 from imagebuilder.planning.base_inputs import inputs_hash
 
 #: vsphere.json fields every vsphere target needs (datacenter may be omitted
@@ -122,7 +122,8 @@ class BuildPlan:
         for key in SECRET_VARIABLES:
             if self.merged.get(key):
                 values.add(self.merged.get(key))
-        values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password) if v}
+        values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password,
+                               self.knobs.windows_admin_password) if v}
         return sorted((v for v in values if v), key=len, reverse=True)
 
     @property
@@ -140,6 +141,8 @@ class BuildPlan:
     def template(self) -> Path:
         """The template Packer runs: the source one, or the build's own copy
         with the goss provisioner when the plugin is installed (see goss.py)."""
+        if windows.is_windows(self.target):  # always the build's own copy (windows.py)
+            return self.work_dir / windows.TEMPLATE
         return self.work_dir / "node.json" if self.goss_plugin else self.checkout.node_template
 
     def var_file_arg(self, layer: VarLayer) -> str:
@@ -211,20 +214,21 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     flags = user_flags.flags + ours.flags
     flag_files = user_flags.var_files
     flag_vars, flag_secrets = _flag_vars_and_secrets(user_flags.variables + ours.variables)
+    flag_secrets.update(windows.env_secrets(knobs.windows_admin_password, target))
     flags = _strip_secret_flags(flags)
 
     os_file = checkout.os_file(target.os_name)
     if not os_file.is_file():
         raise InputError(f"{_rel(checkout, os_file)}: no such OS file; known OSes: "
                          + ", ".join(checkout.os_names()))
-    layers = [VarLayer(p, "common") for p in checkout.common_var_files()]
+    layers = [VarLayer(p, "common") for p in windows.common_var_files(checkout, target)]
     layers += [VarLayer(p, "flags") for p in flag_files]
     layers += [VarLayer(checkout.packer_common, "packer-common"), VarLayer(os_file, "os")]
     if hv.extra_var_file:
         layers.append(VarLayer(checkout.ova_dir / hv.extra_var_file, "hypervisor"))
     user_layers = [VarLayer(p, "user") for p in knobs.packer_var_files]
 
-    declared = declared_variables(checkout.node_template)
+    declared = declared_variables(windows.template_path(checkout, target))
     file_data: dict[Path, dict] = {}
     unreadable = False
     bad_fields: set[str] = set()
@@ -247,7 +251,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
             problems.append(f"{where}: {name}: {what}" if name else f"{where}: {what}")
     # A name another value quotes ({{user `x`}}) is a helper, as upstream's docs
     # show for ansible_user_vars; any other unknown name is a typo until proven otherwise.
-    known = set(declared) | set(NO_EFFECT_HERE) | user_refs(
+    known = set(declared) | set(NO_EFFECT_HERE) | windows.other_family_names(checkout, target) \
+        | user_refs(
         [list(d.values()) for d in file_data.values()] + [fv.value for fv in flag_vars])
     for layer in layers + user_layers:
         if layer.path in file_data:
@@ -264,6 +269,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     for key, value in flag_secrets.items():
         merged.values[key] = value
         merged.origin[key] = "PACKER_FLAGS -var"
+    if windows.env_secrets(knobs.windows_admin_password, target):
+        merged.origin["windows_admin_password"] = "environment: WINDOWS_ADMIN_PASSWORD"
     if knobs.vsphere_password and hv.vsphere:
         merged.values["password"] = knobs.vsphere_password
         merged.origin["password"] = "VSPHERE_PASSWORD"
@@ -271,11 +278,12 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     # A file that could not be read leaves the merged view incomplete: rules
     # over it would report fields "empty" that the file may well set.
     if not unreadable:
-        problems += _cross_checks(checkout, target, knobs, merged, bad_fields)
+        problems += _cross_checks(checkout, target, knobs, merged, bad_fields, action)
     problems += _environment_checks(knobs, merged)
     resolved = merged.resolved(knobs.packer_env())
     origin = lambda key: merged.origin.get(key, TEMPLATE_DEFAULTS)
-    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
+    fetched = (windows.resolve_downloads if windows.is_windows(target) else downloads.resolve)(
+        resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
     problems += fetched.problems
     problems += [f"{origin('cd_content_location')}: {p}" for p in
                  cd_content_sources(resolved.get("cd_content_location", ""), checkout.root)[1]]
@@ -323,6 +331,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         "ib_ansible_vars": set_pairs(declared.get("ib_ansible_vars", ""),
                                      {**resolved, **fetched.values}),
     }
+    if windows.is_windows(target):
+        generated.update(windows.generated(work_dir, resolved))
     if hv.base:
         os_keys = list(file_data.get(os_file, {}))
         generated["base_inputs_hash"] = inputs_hash(checkout.root, merged.values, os_keys,
@@ -356,6 +366,7 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
                                  "or name a source"])
 
     flags += stock_install_dirs(resolved, merged, work_dir)
+    user_files = [_rel(checkout, l.path) for l in user_layers]
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
     normalised = {l.path: work_dir / "var-files" / f"{i:02d}-{l.path.name}"
                   for i, l in enumerate(all_layers)
@@ -371,8 +382,9 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         goss_plugin=goss.find_plugin()
         if action == "build" and merged.get("communicator") != "none" else None,
         downloads=fetched.downloads,
-        warnings=no_effect_warnings(checkout, target, merged,
-                                    [_rel(checkout, l.path) for l in user_layers]),
+        warnings=(no_effect_warnings(checkout, target, merged, user_files)
+                  if not windows.is_windows(target) else [])
+        + windows.family_warnings(checkout, target, merged.origin, merged.values, user_files),
     )
 
 
@@ -482,7 +494,8 @@ def _environment_checks(knobs: Knobs, merged: MergedVars) -> list[str]:
 
 
 def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
-                  merged: MergedVars, bad_fields: set[str] = frozenset()) -> list[str]:
+                  merged: MergedVars, bad_fields: set[str] = frozenset(),
+                  action: str = "build") -> list[str]:
     """Rules that span files: required fields, either/or, versions, values, environment.
 
     Fields in ``bad_fields`` already have a schema problem: no second line for them.
@@ -522,6 +535,7 @@ def _cross_checks(checkout: Checkout, target: Target, knobs: Knobs,
     if not merged.get("kubernetes_semver"):
         problems.append("packer/config/kubernetes.json: kubernetes_semver: is empty; set it")
     problems += _value_checks(knobs, merged, where, bad_fields)
+    problems += windows.problems(target, merged.resolved(knobs.packer_env()), where, action)
     return problems
 
 
@@ -537,7 +551,10 @@ def write_build_files(plan: BuildPlan) -> None:
     write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
         write_private_json(plan.flag_secrets_file, plan.flag_secrets)
-    if plan.goss_plugin:
+    if windows.is_windows(plan.target):
+        windows.write_files(plan.checkout, plan.work_dir, plan.template,
+                            plan.merged.resolved(plan.knobs.packer_env()), plan.goss_plugin)
+    elif plan.goss_plugin:
         template = goss.template_with_goss(plan.checkout.node_template,
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
         write_private_json(plan.template, template)
