@@ -15,7 +15,7 @@ from typing import IO, Callable
 from imagebuilder.config.knobs import tool_path
 from imagebuilder.config.validation import is_true
 from imagebuilder.errors import BuildError, ImageBuilderError, InputError
-from imagebuilder.planning import goss
+from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
 from imagebuilder.running.packer import PackerProcess, find_packer
@@ -149,6 +149,7 @@ class RenderStep:
         """Secrets do not outlive the build: remove every 0600 var file we wrote."""
         plan: BuildPlan = state.plan
         remove_private_files(plan)
+        unattend.remove_floppy(plan.work_dir / "floppy")  # Windows: the Administrator password
         created = state.data.get("created_artifact_dir")
         if state.failed and created and created.is_dir():
             shutil.rmtree(created)  # this build made it: at most a half-finished export
