@@ -85,8 +85,14 @@ def family_warnings(checkout: Checkout, target: Target, origin: Mapping[str, str
                     values: Mapping[str, str], user_files: list[str]) -> list[str]:
     """One line for the names a user's var file or -var sets that do nothing on
     this target's OS family."""
-    by_user = {k: o for k, o in origin.items()
-               if (o in user_files or o == "PACKER_FLAGS -var") and values.get(k)}
+    # Site files (ova/vsphere.json, vmx.json) are layered for every target, and the
+    # files imagebuilder writes itself (the simulator's, under output/.work) are not
+    # the user's: their names are not listed.
+    site = {k for name in ("vsphere.json", "vmx.json")
+            for k in json.loads((checkout.ova_dir / name).read_text())}
+    ours = [f for f in user_files if _under(Path(f), checkout.work_root)]
+    by_user = {k: o for k, o in origin.items() if values.get(k) and k not in site
+               and (o in user_files and o not in ours or o == "PACKER_FLAGS -var")}
     family = "Windows" if is_windows(target) else "Linux"
     idle = sorted(set(by_user) & other_family_names(checkout, target))
     lines = []
@@ -98,6 +104,14 @@ def family_warnings(checkout: Checkout, target: Target, origin: Mapping[str, str
             if name in by_user and values.get(name, "").strip() not in ("", "false"):
                 lines.append(f"{by_user[name]}: {name}: has no effect on Windows builds: {why}")
     return lines
+
+
+def _under(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def env_secrets(admin_password: str | None, target: Target) -> dict[str, str]:
