@@ -9,11 +9,11 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import jinja2
 import pytest
+import tomllib
 import yaml
 from helpers.common import REPO
 
