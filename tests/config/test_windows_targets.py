@@ -231,3 +231,23 @@ def test_python_cli_dry_run_names_no_secret(checkout, tmp_path):
     assert run.returncode == 0, run.stderr
     assert PASSWORD not in run.stdout + run.stderr
     assert "flag-secrets.json" in run.stdout and "windows.json" in run.stdout
+
+
+def test_every_declared_variable_has_an_effect():
+    """As tests/config/test_variables_reach.py for node.json: each variable windows.json
+    declares reaches a builder, provisioner or post-processor (the goss provisioner
+    included), or the planner reads it (names, the answer file, the checks)."""
+    from imagebuilder.config.template import reach
+    from imagebuilder.config.upstream import PLANNER_INPUTS
+    from imagebuilder.planning.windows import COMMON_WINDOWS_VAR_FILES, NO_EFFECT_ON_WINDOWS
+    template = json.loads((REPO / "packer" / "windows.json").read_text())
+    template["provisioners"].insert(2, json.loads(
+        (REPO / "packer" / "goss" / "windows-provisioner.json").read_text()))
+    values = dict(template["variables"])
+    for name in COMMON_WINDOWS_VAR_FILES:
+        values.update(json.loads((REPO / "packer" / "config" / name).read_text()))
+    reached = reach(template, values)
+    read_by_planner = {"kubernetes_series", "unattend_timezone", "vmtools_iso_url"}
+    idle = sorted(n for n in template["variables"] if not reached.get(n)
+                  and n not in PLANNER_INPUTS | read_by_planner | set(NO_EFFECT_ON_WINDOWS))
+    assert idle == []
