@@ -23,7 +23,7 @@ from imagebuilder.config.catalog import parse_target
 from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.template import for_builder
-from imagebuilder.planning import goss
+from imagebuilder.planning import goss, windows
 from imagebuilder.planning.install_files import install_values, render_into
 from imagebuilder.planning.plan import SECRET_VARIABLES, BuildPlan, plan_build
 from imagebuilder.running.packer import REDACTED
@@ -90,7 +90,9 @@ def render_target(target_name: str, output_dir: Path,
     written = render_into(plan, values, output_dir / "http", output_dir / "cidata")
     public = redact({k: v for k, v in values.items() if k != "ssh_password_hash"}, plan)
     template = json.loads(plan.checkout.node_template.read_text())
-    if plan.goss_plugin:
+    if windows.is_windows(plan.target):
+        template = windows.build_template(plan.checkout, values, plan.goss_plugin)
+    elif plan.goss_plugin:
         template = goss.template_with_goss(plan.checkout.node_template,
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
     hidden = {k: (REDACTED if v else "") if k in SECRET_VARIABLES else v for k, v in values.items()}
