@@ -85,14 +85,7 @@ def family_warnings(checkout: Checkout, target: Target, origin: Mapping[str, str
                     values: Mapping[str, str], user_files: list[str]) -> list[str]:
     """One line for the names a user's var file or -var sets that do nothing on
     this target's OS family."""
-    # Site files (ova/vsphere.json, vmx.json) are layered for every target, and the
-    # files imagebuilder writes itself (the simulator's, under output/.work) are not
-    # the user's: their names are not listed.
-    site = {k for name in ("vsphere.json", "vmx.json")
-            for k in json.loads((checkout.ova_dir / name).read_text())}
-    ours = [f for f in user_files if _under(Path(f), checkout.work_root)]
-    by_user = {k: o for k, o in origin.items() if values.get(k) and k not in site
-               and (o in user_files and o not in ours or o == "PACKER_FLAGS -var")}
+    by_user = _set_by_user(checkout, origin, values, user_files)
     family = "Windows" if is_windows(target) else "Linux"
     idle = sorted(set(by_user) & other_family_names(checkout, target))
     lines = []
@@ -104,6 +97,18 @@ def family_warnings(checkout: Checkout, target: Target, origin: Mapping[str, str
             if name in by_user and values.get(name, "").strip() not in ("", "false"):
                 lines.append(f"{by_user[name]}: {name}: has no effect on Windows builds: {why}")
     return lines
+
+
+def _set_by_user(checkout: Checkout, origin: Mapping[str, str], values: Mapping[str, str],
+                 user_files: list[str]) -> dict[str, str]:
+    """Each name a user's file (or -var) gives a value, and that file. Site files (ova/vsphere.json,
+    vmx.json) are layered for every target, and the files imagebuilder writes itself (the
+    simulator's, under output/.work) are not the user's: their names are left out."""
+    site = {k for name in ("vsphere.json", "vmx.json")
+            for k in json.loads((checkout.ova_dir / name).read_text())}
+    users = {f for f in user_files if not _under(Path(f), checkout.work_root)}
+    users.add("PACKER_FLAGS -var")
+    return {k: o for k, o in origin.items() if o in users and values.get(k) and k not in site}
 
 
 def _under(path: Path, directory: Path) -> bool:
@@ -139,25 +144,32 @@ def problems(target: Target, values: Mapping[str, str], where: Callable[[str, st
                                         "unattend_timezone")
     found += unattend.edition_problems(values.get("distro_version", ""),
                                        where("distro_version", f"ova/{target.os_name}.json"))
-    if values.get("communicator") == "none":
-        return found  # the simulator: no guest, no install media
+    if values.get("communicator") != "none":  # the simulator: no guest, no install media
+        found += _media_problems(target, values, where, action)
+    return found
+
+
+def _media_problems(target: Target, values: Mapping[str, str],
+                    where: Callable[[str, str], str], action: str) -> list[str]:
+    """Install media: vSphere builds mount datastore paths, local ones attach files."""
+    found = []
+    os_file = f"ova/{target.os_name}.json"
     if target.hypervisor.vsphere:
         for key in ("os_iso_path", "vmtools_iso_path"):
             if not _DATASTORE_PATH.match(values.get(key, "")):
-                found.append(f"{where(key, f'ova/{target.os_name}.json')}: {key}: "
-                             f"{values.get(key, '')!r} is not a datastore path such as "
-                             "'[datastore1] ISO/windows.iso'")
-    elif action == "build":
-        for key in ("os_iso_url", "vmtools_iso_url"):
-            path = local_file(values.get(key, ""))
-            if path is not None and not path.is_file():
-                found.append(f"{where(key, f'ova/{target.os_name}.json')}: {key}: {path} does "
-                             f"not exist; point {key} at your "
-                             f"{'Windows Server' if key == 'os_iso_url' else 'VMware Tools'} ISO")
-        if local_file(values.get("vmtools_iso_url", "")) is None:
-            found.append(f"{where('vmtools_iso_url', f'ova/{target.os_name}.json')}: "
-                         "vmtools_iso_url: local builds attach the VMware Tools ISO from a "
-                         "file; give its path or file: URL")
+                found.append(f"{where(key, os_file)}: {key}: {values.get(key, '')!r} is not a "
+                             "datastore path such as '[datastore1] ISO/windows.iso'")
+        return found
+    if action != "build":
+        return found
+    for key, what in (("os_iso_url", "Windows Server"), ("vmtools_iso_url", "VMware Tools")):
+        path = local_file(values.get(key, ""))
+        if path is None and key == "vmtools_iso_url":
+            found.append(f"{where(key, os_file)}: {key}: local builds attach the VMware Tools "
+                         "ISO from a file; give its path or file: URL")
+        elif path is not None and not path.is_file():
+            found.append(f"{where(key, os_file)}: {key}: {path} does not exist; point {key} "
+                         f"at your {what} ISO")
     return found
 
 
@@ -196,12 +208,9 @@ def _checked(name: str, version: str, url: str, sha256: str, var: str, origin: s
     return Download(name, version, url, f"sha256:{sha256}", f"{var} from {origin}")
 
 
-def resolve_downloads(values: dict[str, str], origin: Callable[[str], str],
-                      user_set: Callable[[str], bool]) -> Resolution:
-    """Every download of the Windows roles, each with its check, before anything runs."""
-    found: list[Download] = []
-    out: dict[str, str] = {}
-    problems: list[str] = []
+def _containerd(values: Mapping[str, str], origin: Callable[[str], str], found: list[Download],
+                out: dict[str, str], problems: list[str]) -> None:
+    """The containerd archive: containerd_sha256_windows, else the release's .sha256sum."""
     version = values.get("containerd_version", "").strip()
     release = ("https://github.com/containerd/containerd/releases/download/"
                f"v{version}/containerd-{version}-windows-amd64.tar.gz")
@@ -223,10 +232,11 @@ def resolve_downloads(values: dict[str, str], origin: Callable[[str], str],
         problems.append(f"{origin('containerd_url')}: containerd_url: {url} is not containerd's "
                         f"Windows release for {version} and imagebuilder knows no checksum "
                         "for it; set containerd_sha256_windows")
-    base = values.get("kubernetes_base_url", "").rstrip("/")
-    found += [Download(f"kubernetes {b}.exe", values.get("kubernetes_semver", ""),
-                       f"{base}/{b}.exe", f"sha256:{base}/{b}.exe.sha256",
-                       "the checksum file published with the release") for b in _BINS]
+
+
+def _cloudbase(values: Mapping[str, str], origin: Callable[[str], str],
+               user_set: Callable[[str], bool], found: list[Download], problems: list[str]) -> None:
+    """Cloudbase-Init's MSI: cloudbase_init_sha256 when set, its Authenticode signature always."""
     cloudbase = _cloudbase_url(values, user_set)
     if cloudbase:
         sha = values.get("cloudbase_init_sha256", "").strip()
@@ -238,6 +248,20 @@ def resolve_downloads(values: dict[str, str], origin: Callable[[str], str],
         if sha and not _checksum_ok(sha):
             problems.append(f"{origin('cloudbase_init_sha256')}: cloudbase_init_sha256: neither "
                             "a sha256 digest nor the URL of a checksum file")
+
+
+def resolve_downloads(values: dict[str, str], origin: Callable[[str], str],
+                      user_set: Callable[[str], bool]) -> Resolution:
+    """Every download of the Windows roles, each with its check, before anything runs."""
+    found: list[Download] = []
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    _containerd(values, origin, found, out, problems)
+    base = values.get("kubernetes_base_url", "").rstrip("/")
+    found += [Download(f"kubernetes {b}.exe", values.get("kubernetes_semver", ""),
+                       f"{base}/{b}.exe", f"sha256:{base}/{b}.exe.sha256",
+                       "the checksum file published with the release") for b in _BINS]
+    _cloudbase(values, origin, user_set, found, problems)
     optional = (("nssm", values.get("windows_service_manager") == "nssm", "nssm_url",
                  "nssm_sha256"),
                 ("openssh", bool(values.get("ssh_source_url", "").strip()), "ssh_source_url",
