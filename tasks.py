@@ -19,7 +19,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, Task
 
-from imagebuilder.config.catalog import HYPERVISORS, Target
+from imagebuilder.config.catalog import HYPERVISORS, Target, buildable, windows_refusal
 from imagebuilder.config.checkout import find_checkout
 from imagebuilder.config.options import (
     BUILD,
@@ -92,6 +92,15 @@ def _with_options(body, action: str, several: bool, extra: tuple[inspect.Paramet
                                  default=o.default) for o in options]
     body.__signature__ = inspect.Signature(params)
     return body, {o.name: o.help for o in options}
+
+
+def refused_task(target: Target, action: str) -> Task:
+    """A target upstream names but cannot build (Windows base, clone, vmx): exit 2, one line."""
+    def body(c):
+        from imagebuilder.errors import InputError
+        raise InputError(windows_refusal(target.task_name(action), target.os_name))
+    return _make(target.task_name(action), "Refused: Windows images are built from the ISO "
+                 "only (local, vsphere).", body)
 
 
 def target_task(target: Target, action: str) -> Task:
@@ -254,10 +263,12 @@ def namespace() -> Collection:
     os_names = find_checkout().os_names()
     for hv_name in HYPERVISORS:
         for os_name in os_names:
+            target = Target(HYPERVISORS[hv_name], os_name)
             for action in ("build", "validate", "clean"):
-                ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), action))
-            if not HYPERVISORS[hv_name].base:  # base builds make no OVA
-                ns.add_task(target_task(Target(HYPERVISORS[hv_name], os_name), "publish"))
+                ns.add_task(target_task(target, action) if buildable(target)
+                            else refused_task(target, action))
+            if not HYPERVISORS[hv_name].base and buildable(target):  # base builds make no OVA
+                ns.add_task(target_task(target, "publish"))
         ns.add_task(hypervisor_all_task(hv_name))
     body, options_help = _with_options(build_all, BUILD, several=True, extra=(
         inspect.Parameter("hypervisor", inspect.Parameter.POSITIONAL_OR_KEYWORD,

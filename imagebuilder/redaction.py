@@ -27,7 +27,7 @@ REDACTED = "<sensitive>"
 #: Variables whose values are secrets: never on argv, never in a log line or a message.
 SECRET_VARIABLES = frozenset({"password", "ssh_password", "rhsm_pass", "vsphere_password",
                               "remote_password", "additional_s3_access",
-                              "additional_s3_secret"})
+                              "additional_s3_secret", "windows_admin_password"})
 
 #: Secrets shorter than this are replaced in free text only where they stand alone.
 MIN_LENGTH_IN_TEXT = 4

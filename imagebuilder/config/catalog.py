@@ -40,6 +40,24 @@ HYPERVISORS: dict[str, Hypervisor] = {h.name: h for h in (
 
 ACTIONS = ("build", "validate", "clean")
 TARGET_PREFIX = "node-ova-"
+#: Windows images are built from the ISO only, as upstream's working targets do.
+WINDOWS_HYPERVISORS = ("local", "vsphere")
+
+
+def is_windows_os(os_name: str) -> bool:
+    """Whether ``os_name`` is a Windows Server OS (upstream's ``findstring windows``)."""
+    return os_name.startswith("windows-")
+
+
+def buildable(target: "Target") -> bool:
+    """Whether the target exists in a working form (Windows: local and vsphere only)."""
+    return target.hypervisor.name in WINDOWS_HYPERVISORS or not is_windows_os(target.os_name)
+
+
+def windows_refusal(name: str, os_name: str) -> str:
+    """The one line refusing a base, clone or vmx target of a Windows OS."""
+    hints = " or ".join(f"build-{TARGET_PREFIX}{hv}-{os_name}" for hv in WINDOWS_HYPERVISORS)
+    return (f"{name!r}: Windows images are built from the ISO only; use {hints}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +103,10 @@ def parse_target(name: str, os_names: list[str]) -> Target:
     rest = bare[len(TARGET_PREFIX):]
     for hv in sorted(HYPERVISORS.values(), key=lambda h: -len(h.name)):
         if rest.startswith(hv.name + "-") and rest[len(hv.name) + 1:] in os_names:
-            return Target(hv, rest[len(hv.name) + 1:])
+            os_name = rest[len(hv.name) + 1:]
+            if is_windows_os(os_name) and hv.name not in WINDOWS_HYPERVISORS:
+                raise InputError(windows_refusal(name, os_name))
+            return Target(hv, os_name)
     known = [f"{TARGET_PREFIX}{hv}-{os_name}" for hv in HYPERVISORS for os_name in os_names]
     close = difflib.get_close_matches(bare, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(name[:-len(bare)] + c for c in close)}? " if close else ""
@@ -96,4 +117,5 @@ def parse_target(name: str, os_names: list[str]) -> Target:
 def all_targets(os_names: list[str], hypervisor_name: str | None = None) -> list[Target]:
     """Every target, or every OS of one hypervisor, in a stable order."""
     hvs = [hypervisor(hypervisor_name)] if hypervisor_name else list(HYPERVISORS.values())
-    return [Target(hv, os_name) for hv in hvs for os_name in os_names]
+    return [Target(hv, os_name) for hv in hvs for os_name in os_names
+            if hv.name in WINDOWS_HYPERVISORS or not is_windows_os(os_name)]

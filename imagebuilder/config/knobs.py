@@ -71,8 +71,8 @@ def openssh_major_version(ssh: str | None = None) -> int | None:
 class Knobs:
     """What the environment asks of a build, as the upstream Makefile reads it.
 
-    Secrets (``rhsm_pass``, ``vsphere_password``) are kept here only to be
-    handed to Packer through its environment or a 0600 file, never argv.
+    Secrets (``rhsm_pass``, ``vsphere_password``, ``windows_admin_password``) are kept
+    here only to be handed to Packer through its environment or a 0600 file, never argv.
     """
 
     packer_flags: list[str] = field(default_factory=list)
@@ -91,6 +91,7 @@ class Knobs:
     ovftool: bool = False
     vsphere_password: str | None = None
     packer_var_files_text: str = ""
+    windows_admin_password: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None,
@@ -130,6 +131,7 @@ class Knobs:
             ovftool=bool(env.get("IB_OVFTOOL")),
             vsphere_password=env.get("VSPHERE_PASSWORD") or None,
             packer_var_files_text=env.get("PACKER_VAR_FILES", ""),
+            windows_admin_password=env.get("WINDOWS_ADMIN_PASSWORD") or None,
         )
 
     def derived_packer_flags(self, building: bool, color_given: bool = False) -> list[str]:

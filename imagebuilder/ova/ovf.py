@@ -40,8 +40,11 @@ NAMESPACES = {"xmlns": OVF, "xmlns:cim": CIM, "xmlns:ovf": OVF, "xmlns:rasd": RA
 #: DMTF CIM_OperatingSystem.OsType (36 LINUX, 80 RedHat Enterprise Linux 64-Bit,
 #: 94 Ubuntu 64-Bit, 100 Linux 2.6.x 64-Bit, 101 Linux 64-Bit). rhel8_64Guest takes
 #: RHEL's 80 like rhel9_64Guest.
+#: Windows: upstream's image-build-ova.py gives Server 2019 (windows2019srv_64Guest) and
+#: 2022 (windows2019srvNext_64Guest, vSphere's id for Server 2022) the id 112.
 CIM_OS_IDS = {"ubuntu64Guest": 94, "rhel8_64Guest": 80, "rhel9_64Guest": 80,
-              "vmwarePhoton64Guest": 36, "other4xLinux64Guest": 100}
+              "vmwarePhoton64Guest": 36, "other4xLinux64Guest": 100,
+              "windows2019srv_64Guest": 112, "windows2019srvNext_64Guest": 112}
 
 #: ProductSection vendor fields, as upstream's node image OVAs carry them.
 VENDOR = "VMware Inc."

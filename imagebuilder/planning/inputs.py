@@ -18,6 +18,7 @@ from imagebuilder.config.schema import schema_for
 from imagebuilder.config.upstream import TEMPLATE_DEFAULTS
 from imagebuilder.config.varfiles import MergedVars, VarLayer, merge, read_var_file
 from imagebuilder.errors import InputError
+from imagebuilder.planning import windows
 from imagebuilder.planning.rules import file_schema_problems
 
 
@@ -47,7 +48,7 @@ def var_file_layers(checkout: Checkout, target: Target, knobs: Knobs,
     if not os_file.is_file():
         raise InputError(f"{shown(checkout, os_file)}: no such OS file; known OSes: "
                          + ", ".join(checkout.os_names()))
-    layers = [VarLayer(p, "common") for p in checkout.common_var_files()]
+    layers = [VarLayer(p, "common") for p in windows.common_var_files(checkout, target)]
     layers += [VarLayer(p, "flags") for p in flag_files]
     layers += [VarLayer(checkout.packer_common, "packer-common"), VarLayer(os_file, "os")]
     if target.hypervisor.extra_var_file:
@@ -95,12 +96,15 @@ def read_var_files(checkout: Checkout, target: Target, knobs: Knobs,
 
 def merge_inputs(target: Target, knobs: Knobs, read: ReadFiles, declared: dict[str, str],
                  flags: PackerFlags) -> MergedVars:
-    """The template's defaults, the var files in order, ``-var`` flags, VSPHERE_PASSWORD."""
+    """The template's defaults, the var files in order, ``-var`` flags, VSPHERE_PASSWORD,
+    WINDOWS_ADMIN_PASSWORD (which wins over var files, as upstream's Makefile makes it)."""
     merged = merge([(TEMPLATE_DEFAULTS, dict(declared)), *read.named], flags.public_variables())
     for key, value in flags.secret_variables().items():
         merged.set(key, value, "PACKER_FLAGS -var")
     if knobs.vsphere_password and target.hypervisor.vsphere:
         merged.set("password", knobs.vsphere_password, "VSPHERE_PASSWORD")
+    for key, value in windows.env_secrets(knobs.windows_admin_password, target).items():
+        merged.set(key, value, "environment: WINDOWS_ADMIN_PASSWORD")
     return merged
 
 

@@ -28,7 +28,7 @@ from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.template import for_builder
 from imagebuilder.errors import InputError
-from imagebuilder.planning import goss
+from imagebuilder.planning import goss, windows
 from imagebuilder.planning.install_files import install_values, render_into
 from imagebuilder.planning.plan import BuildPlan, plan_build
 from imagebuilder.planning.rules import raise_target_problems
@@ -140,7 +140,9 @@ def _blocks(plan: BuildPlan, values: dict[str, str]) -> dict[str, list]:
     """The blocks the build runs with every variable filled in; secret variables are
     filled in as ``<sensitive>`` (a secret may sit inside a longer field)."""
     template = json.loads(plan.checkout.node_template.read_text())
-    if plan.goss_plugin:
+    if windows.is_windows(plan.target):
+        template = windows.build_template(plan.checkout, values, plan.goss_plugin)
+    elif plan.goss_plugin:
         template = goss.template_with_goss(plan.checkout.node_template,
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
     hidden = {k: (REDACTED if v else "") if k in SECRET_VARIABLES else v for k, v in values.items()}

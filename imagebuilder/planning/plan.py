@@ -37,7 +37,7 @@ from imagebuilder.config.varfiles import (
     packer_string,
 )
 from imagebuilder.files import write_private_json
-from imagebuilder.planning import downloads, goss
+from imagebuilder.planning import downloads, goss, windows
 from imagebuilder.planning.base_inputs import inputs_hash
 from imagebuilder.planning.downloads import Download
 from imagebuilder.planning.inputs import (
@@ -58,6 +58,7 @@ from imagebuilder.planning.rules import (
     problems_error,
     source_problems,
     undeclared_in_inputs,
+    where_set,
 )
 from imagebuilder.redaction import SECRET_VARIABLES
 
@@ -129,7 +130,8 @@ class BuildPlan:
         for key in SECRET_VARIABLES:
             if self.merged.get(key):
                 values.add(self.merged.get(key))
-        values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password) if v}
+        values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password,
+                               self.knobs.windows_admin_password) if v}
         return sorted((v for v in values if v), key=len, reverse=True)
 
     @property
@@ -146,7 +148,10 @@ class BuildPlan:
     @property
     def template(self) -> Path:
         """The template Packer runs: the source one, or the build's own copy
-        with the goss provisioner when the plugin is installed (see goss.py)."""
+        with the goss provisioner when the plugin is installed (see goss.py); a
+        Windows build always runs its own copy of windows.json (see windows.py)."""
+        if windows.is_windows(self.target):
+            return self.work_dir / windows.TEMPLATE
         return self.work_dir / "node.json" if self.goss_plugin else self.checkout.node_template
 
     def var_file_arg(self, layer: VarLayer) -> str:
@@ -192,9 +197,10 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     if strict:
         problems += output_dir_problems(checkout)
     read = read_var_files(checkout, target, knobs, layers + user_layers)
-    declared = declared_variables(checkout.node_template)
-    problems += read.problems + undeclared_in_inputs(read.named, flags.public_variables(),
-                                                     list(flags.secret_variables()), declared)
+    declared = declared_variables(windows.template_path(checkout, target))
+    problems += read.problems + undeclared_in_inputs(
+        read.named, flags.public_variables(), list(flags.secret_variables()), declared,
+        windows.other_family_names(checkout, target))
     rewritten = unwrap_quoted(read.data, declared)
     merged = merge_inputs(target, knobs, read, declared, flags)
     resolved = merged.resolved(knobs.packer_env())
@@ -202,11 +208,13 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     def origin(key: str) -> str:
         return merged.origin.get(key, TEMPLATE_DEFAULTS)
 
-    fetched = downloads.resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
+    resolve = windows.resolve_downloads if windows.is_windows(target) else downloads.resolve
+    fetched = resolve(resolved, origin, lambda key: origin(key) != TEMPLATE_DEFAULTS)
     # A file that could not be read leaves the merged view incomplete: rules
     # over it would report fields "empty" that the file may well set.
     if not read.unreadable:
         problems += cross_checks(target, knobs, merged, read.bad_fields)
+        problems += windows.problems(target, resolved, where_set(merged), action)
     problems += environment_checks(knobs, merged) + fetched.problems
     problems += kubernetes_package_problems(resolved, origin)
     problems += cd_content_problems(resolved, origin("cd_content_location"), checkout.root)
@@ -218,6 +226,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     generated = _generated_values(checkout, target, knobs, merged, vm_name, artifact, work_dir,
                                   time.time() if now is None else now)
     generated.update(fetched.values)
+    if windows.is_windows(target):
+        generated.update(windows.generated(work_dir, resolved))
     generated["ib_ansible_vars"] = set_pairs(declared.get("ib_ansible_vars", ""),
                                              {**resolved, **fetched.values})
     if target.hypervisor.base:
@@ -234,7 +244,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         checkout=checkout, target=target, action=action, knobs=knobs,
         flags=flags.public_flags() + stock_install_dirs(resolved, merged, work_dir),
         layers=all_layers, merged=merged, generated=generated,
-        flag_secrets=flags.secret_variables(),
+        flag_secrets={**flags.secret_variables(),
+                      **windows.env_secrets(knobs.windows_admin_password, target)},
         normalised=_normalised(all_layers, read.data, rewritten, work_dir),
         work_dir=work_dir, artifact_dir=artifact,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=read.data,
@@ -243,9 +254,18 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         goss_plugin=goss.find_plugin()
         if action == "build" and merged.get("communicator") != "none" else None,
         downloads=fetched.downloads,
-        warnings=no_effect_warnings(checkout, target, merged,
-                                    [shown(checkout, layer.path) for layer in user_layers]),
+        warnings=_warnings(checkout, target, merged, user_layers),
     )
+
+
+def _warnings(checkout: Checkout, target: Target, merged: MergedVars,
+              user_layers: list[VarLayer]) -> list[str]:
+    """Accepted settings that have no effect on this target (Windows: the other family's)."""
+    user_files = [shown(checkout, layer.path) for layer in user_layers]
+    found = [] if windows.is_windows(target) else \
+        no_effect_warnings(checkout, target, merged, user_files)
+    return found + windows.family_warnings(checkout, target, merged.origin, merged.values,
+                                           user_files)
 
 
 def _output_names(checkout: Checkout, target: Target, merged: MergedVars,
@@ -349,7 +369,10 @@ def write_build_files(plan: BuildPlan) -> None:
     write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
         write_private_json(plan.flag_secrets_file, plan.flag_secrets)
-    if plan.goss_plugin:
+    if windows.is_windows(plan.target):
+        windows.write_files(plan.checkout, plan.work_dir, plan.template,
+                            plan.merged.resolved(plan.knobs.packer_env()), plan.goss_plugin)
+    elif plan.goss_plugin:
         template = goss.template_with_goss(plan.checkout.node_template,
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
         write_private_json(plan.template, template)

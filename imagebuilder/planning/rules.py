@@ -41,6 +41,7 @@ OS_MINIMUMS = {  # distro_name: (memory MiB, disk_size MiB)
     "almalinux": (1536, 10240),
     "photon": (1024, 8192),
     "flatcar": (2048, 8192),
+    "windows": (2048, 32768),  # Windows Server's documented minimum disk: 32 GB
 }
 DEFAULT_MINIMUMS = (1024, 5120)
 
@@ -79,12 +80,14 @@ def undeclared_problems(names: list[str], declared: Iterable[str], where: str) -
 
 
 def undeclared_in_inputs(files: list[tuple[str, dict[str, object]]], flags: list[FlagVar],
-                         secret_flags: list[str], declared: Iterable[str]) -> list[str]:
+                         secret_flags: list[str], declared: Iterable[str],
+                         also_known: Iterable[str] = ()) -> list[str]:
     """Names the template does not declare, in var files (``files``: each file's name
-    and contents) and ``-var`` flags (``secret_flags``: the names of secret ones)."""
+    and contents) and ``-var`` flags (``secret_flags``: the names of secret ones).
+    ``also_known``: names accepted anyway (the other OS family's, warned about)."""
     # A name another value quotes ({{user `x`}}) is a helper, as upstream's docs
     # show for ansible_user_vars; any other unknown name is a typo until proven otherwise.
-    known = set(declared) | set(NO_EFFECT_HERE) | user_refs(
+    known = set(declared) | set(NO_EFFECT_HERE) | set(also_known) | user_refs(
         [list(data.values()) for _, data in files] + [fv.value for fv in flags])
     problems = []
     for where, data in files:

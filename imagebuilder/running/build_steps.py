@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.planning import goss
+from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
 from imagebuilder.running.packer import PackerProcess, find_packer
@@ -103,6 +103,8 @@ class RenderStep:
     def cleanup(self, state: BuildState) -> None:
         """Secrets do not outlive the build: remove every 0600 var file we wrote."""
         remove_private_files(state.plan)
+        # Windows: the answer file holds the Administrator password.
+        unattend.remove_floppy(state.plan.work_dir / "floppy")
         created = state.data.get("created_artifact_dir")
         if state.failed and created and created.is_dir():
             shutil.rmtree(created)  # this build made it: at most a half-finished export

@@ -59,7 +59,8 @@ def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
     write_private_json(overrides, dict(
         SIMULATOR_OVERRIDES, iso_url=iso.as_uri(), iso_checksum_type="sha256",
         iso_checksum=hashlib.sha256(iso.read_bytes()).hexdigest(),
-        boot_command_prefix="", boot_command_suffix="", boot_wait="1s"))
+        boot_command_prefix="", boot_command_suffix="", boot_wait="1s",
+        boot_command=""))  # Windows EFI targets' key presses (no console to type into)
     return [vsphere_file, overrides]
 
 

@@ -33,11 +33,13 @@ VC_PASSWORD = "vc-Secret-1234"
 ENV_PASSWORD = "env-Secret-5678"
 RHSM_PASSWORD = "rhsm-Secret-9012"
 FLAG_PASSWORD = "flag-Secret-3456"
+WINDOWS_PASSWORD = "Windows-Secret-7890"
 PRIVATE_KEY_LINE = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
 PRIVATE_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\n" + PRIVATE_KEY_LINE
                + "\n-----END OPENSSH PRIVATE KEY-----\n")
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly me@host\n"
-SECRETS = (VC_PASSWORD, ENV_PASSWORD, RHSM_PASSWORD, FLAG_PASSWORD, PRIVATE_KEY_LINE,
+SECRETS = (VC_PASSWORD, ENV_PASSWORD, RHSM_PASSWORD, FLAG_PASSWORD, WINDOWS_PASSWORD,
+           PRIVATE_KEY_LINE,
            "MyS3cretPassw0rd", "Rhsm-L1st-Secret", "S3cr3t-Number")
 
 VSPHERE_TARGET = "node-ova-vsphere-ubuntu-2204"
@@ -282,7 +284,7 @@ CASES = [
                                    "/sys"],
          env={"IB_OUTPUT_DIR": "/sys/ib-output"}),
     # 9: -all says each problem once, naming the targets it affects
-    Case("all-targets-once", ["ova/vsphere.json: datastore: is empty; set it [all 13 targets]"],
+    Case("all-targets-once", ["ova/vsphere.json: datastore: is empty; set it [all 17 targets]"],
          vsphere={"datastore": ""}, target="", args=("--all", "--hypervisor", "vsphere")),
     Case("two-targets-one-bad", ["environment: RHSM_USER: RHEL builds register with Red Hat "
                                  "Subscription Manager; export RHSM_USER "
@@ -323,7 +325,8 @@ def prepare(case: Case, checkout, tmp_path: Path, monkeypatch) -> Path:
             path.write_text(fill(json.dumps(content), d))
     if case.setup:
         case.setup(d)
-    env = {"VSPHERE_PASSWORD": ENV_PASSWORD, "RHSM_USER": "someone", "RHSM_PASS": RHSM_PASSWORD}
+    env = {"VSPHERE_PASSWORD": ENV_PASSWORD, "RHSM_USER": "someone", "RHSM_PASS": RHSM_PASSWORD,
+           "WINDOWS_ADMIN_PASSWORD": WINDOWS_PASSWORD}
     env.update(case.env)
     for key, value in env.items():
         monkeypatch.setenv(key, fill(value, d))

@@ -25,11 +25,12 @@ def run(argv, env_extra=None, timeout=120):
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_catalog_has_the_thirteen_oses():
+def test_catalog_has_the_seventeen_oses():
     assert OS_NAMES == sorted([
         "flatcar", "photon-4", "photon-5", "rhel-8", "rhel-9", "rockylinux-9", "almalinux-9",
         "ubuntu-2204", "ubuntu-2204-efi", "ubuntu-2404", "ubuntu-2404-efi", "ubuntu-2604",
-        "ubuntu-2604-efi"])
+        "ubuntu-2604-efi", "windows-2019", "windows-2019-efi", "windows-2022",
+        "windows-2022-efi"])
 
 
 def test_invoke_list_shows_the_whole_matrix():
@@ -40,7 +41,8 @@ def test_invoke_list_shows_the_whole_matrix():
                 for hv in HYPERVISORS for os_name in OS_NAMES}
     expected |= {f"build-node-ova-{hv}-all" for hv in HYPERVISORS}
     expected |= {"build-all", "deps-ova", "help"}
-    assert len(expected) == 13 * 6 * 3 + 6 + 3
+    # Windows' base, clone and vmx targets are there too, to refuse with one line
+    assert len(expected) == 17 * 6 * 3 + 6 + 3
     assert expected <= names
     human = run([str(BIN / "invoke"), "--list"]).stdout
     assert "build-node-ova-vsphere-clone-ubuntu-2204" in human and "Build ubuntu-2204" in human
@@ -83,7 +85,7 @@ def test_library_cli_without_invoke():
     assert result.stdout.splitlines()[-1].startswith("packer build -var-file=")
     assert "-only=vmware-iso" in result.stdout
     listing = run([sys.executable, "-m", "imagebuilder", "list"]).stdout.split()
-    assert len(listing) == 13 * 6 * 3
+    assert len(listing) == (13 * 6 + 4 * 2) * 3  # Windows: local and vsphere
     bad = run([sys.executable, "-m", "imagebuilder", "build", "node-ova-nowhere-ubuntu"])
     assert bad.returncode == 2 and "unknown target" in bad.stderr
 

@@ -66,15 +66,22 @@ def test_corpus_covers_the_documented_shapes():
 
 def test_everything_layered_passes_a_dry_run_of_every_target(checkout, tmp_path):
     """Upstream's config files and every documented customization at once."""
-    files = CONFIG + DOCS + site_files(tmp_path)
+    # Windows targets (8 of the 86) need their ISOs and an Administrator password
+    isos = [tmp_path / "windows.iso", tmp_path / "vmtools.iso"]
+    for iso in isos:
+        iso.write_bytes(b"stand-in")
+    files = CONFIG + DOCS + site_files(tmp_path) + [write_json(
+        tmp_path / "site-windows.json",
+        {"os_iso_url": isos[0].as_uri(), "vmtools_iso_url": isos[1].as_uri()})]
     targets = api.targets_of(checkout=checkout)
-    assert len(targets) == 78
+    assert len(targets) == 86
     out = io.StringIO()
-    api.run(targets, "build", dry_run=True, out=out, checkout=checkout, knobs=knobs(files))
+    api.run(targets, "build", dry_run=True, out=out, checkout=checkout,
+            knobs=knobs(files, WINDOWS_ADMIN_PASSWORD="Windows-Secret-77"))
     text = out.getvalue()
-    assert text.count("# build-node-ova-") == 78 and "NOT RUNNABLE" not in text
+    assert text.count("# build-node-ova-") == 86 and "NOT RUNNABLE" not in text
     for secret in ("Esx-Secret-99", "S3_SECRET_KEY", "S3_ACCESS_KEY", "rhsm-Secret-42",
-                   VSPHERE["password"]):
+                   VSPHERE["password"], "Windows-Secret-77"):
         assert secret not in text
     # amazon_ssm_agent_rpm is quoted by upstream's ansible-args.json but set nowhere: no warning
     assert "amazon_ssm_agent_rpm" not in text

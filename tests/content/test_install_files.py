@@ -185,8 +185,9 @@ def test_photon_ks_json_has_what_the_installer_requires(checkout, tmp_path, os_n
 
 
 def test_every_os_renders(checkout, tmp_path):
-    """Every OS of the catalog has install files, rendered without leftovers."""
-    for os_name in checkout.os_names():
+    """Every OS of the catalog has install files, rendered without leftovers (Windows'
+    answer file: tests/content/test_windows_unattend.py)."""
+    for os_name in (o for o in checkout.os_names() if not o.startswith("windows-")):
         files, _ = render(checkout, os_name, tmp_path)
         assert files, os_name
         for path in files.values():

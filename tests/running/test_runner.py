@@ -15,14 +15,23 @@ import time
 import pytest
 from helpers.common import BIN, REPO, alive, events, invoke, max_concurrency
 
-LOCAL_OSES = 13
+LOCAL_OSES = 17  # 13 Linux, 4 Windows
 
 
 
 @pytest.fixture
-def rhsm(monkeypatch):
+def rhsm(monkeypatch, tmp_path):
+    """What -all runs need from the environment: RHSM credentials for RHEL, an
+    Administrator password and the ISOs for Windows."""
     monkeypatch.setenv("RHSM_USER", "someone")
     monkeypatch.setenv("RHSM_PASS", "rhsm-Secret-42")
+    monkeypatch.setenv("WINDOWS_ADMIN_PASSWORD", "Windows-Secret-77")
+    isos = [tmp_path / "windows.iso", tmp_path / "vmtools.iso"]
+    for iso in isos:
+        iso.write_bytes(b"stand-in")
+    site = tmp_path / "site-windows.json"
+    site.write_text(json.dumps({"os_iso_url": isos[0].as_uri(), "vmtools_iso_url": isos[1].as_uri()}))
+    monkeypatch.setenv("PACKER_VAR_FILES", str(site))
 
 
 def test_jobs_cap_and_failure_isolation(checkout, standin, rhsm):
