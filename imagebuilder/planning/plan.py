@@ -216,7 +216,8 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         problems += cross_checks(target, knobs, merged, read.bad_fields)
         problems += windows.problems(target, resolved, where_set(merged), action)
     problems += environment_checks(knobs, merged) + fetched.problems
-    problems += kubernetes_package_problems(resolved, origin)
+    if not windows.is_windows(target):  # Windows installs binaries, no packages
+        problems += kubernetes_package_problems(resolved, origin)
     problems += cd_content_problems(resolved, origin("cd_content_location"), checkout.root)
     if problems and strict:
         raise problems_error(target.task_name(action), problems)
