@@ -123,6 +123,6 @@ def test_ctrl_c_during_vcsim_build_cleans_up_before_the_simulator_stops(vcsim_bi
     text = out.read_text()
     listed = text.split("VMs and templates in the simulator now:", 1)[1].split()
     assert "ubuntu-2204-base" in listed  # the base finished before Ctrl-C
-    assert "ubuntu-2204-kube-v1.37.1" not in listed  # the interrupted clone left no VM
-    assert "cleanup of" not in text  # every cleanup reached the simulator
+    assert "ubuntu-2204-kube-v1.37.1" not in listed, text  # the interrupted clone left no VM
+    assert "cleanup of" not in text, text  # every cleanup reached the simulator
     assert not (tmp_path / "output" / "ubuntu-2204-kube-v1.37.1").exists()
