@@ -58,6 +58,7 @@ class VerifiedOva:
     digests: dict[str, str] = field(default_factory=dict)
     disks: dict[str, VmdkInfo] = field(default_factory=dict)
     certificate_bytes: bytes = b""
+    manifest: Manifest = field(default_factory=Manifest)
 
 
 def sidecar_path(ova: Path) -> Path:
@@ -137,7 +138,7 @@ def _verified(path: Path, found: _Inspected, sha256: str,
     parts = found.parts
     return VerifiedOva(path, sha256, found.members, found.ovf_member.name, parts.ovf_bytes,
                        parts.parsed, parts.manifest_name, parts.manifest_bytes, digests,
-                       found.disks, parts.certificate_bytes)
+                       found.disks, parts.certificate_bytes, parts.manifest)
 
 
 def digest_problems(manifest: Manifest, found: dict[str, str]) -> list[str]:
@@ -204,7 +205,7 @@ def check_before_import(path: Path, anchors: Sequence[x509.Certificate] | None =
         if found.problems:
             raise _refuse(path, found.problems)
         manifest = found.parts.manifest
-        hashed = {m.name: _member_digest(fh, m, manifest.entries[m.name][0])
+        hashed = {m.name: member_digest(fh, m, manifest.entries[m.name][0])
                   for m in members if m.name in manifest.entries and m.name not in found.disks}
     problems = digest_problems(manifest, hashed)
     if problems:
@@ -212,14 +213,16 @@ def check_before_import(path: Path, anchors: Sequence[x509.Certificate] | None =
     return _verified(path, found, "", hashed)
 
 
-def _member_digest(fh: BinaryIO, member: Member, algorithm: str) -> str:
+def member_digest(fh: BinaryIO, member: Member, algorithm: str) -> str:
+    """The digest of one member's data, read from the open archive in chunks."""
     hasher = new_hash(algorithm)
     fh.seek(member.offset)
     left = member.size
     while left:
         chunk = fh.read(min(CHUNK, left))
         if not chunk:
-            break  # list_members made sure the file is long enough
+            raise BuildError(f"{member.name}: the OVA became shorter while it was read; is "
+                             "something writing it?")
         hasher.update(chunk)
         left -= len(chunk)
     return hasher.hexdigest()

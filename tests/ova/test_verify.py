@@ -145,7 +145,7 @@ def test_not_a_tar_truncated_and_absent(ova, tmp_path):
     short.write_bytes(ova.read_bytes()[:member(ova, DISK0).offset_data + 1000])
     with pytest.raises(BuildError, match="short.ova: truncated: the archive ends inside"):
         verify_ova(short)
-    with pytest.raises(InputError, match="absent.ova: no such file"):
+    with pytest.raises(InputError, match="absent.ova: no such OVA file"):
         verify_ova(tmp_path / "absent.ova")
     assert run_cli("ova", "verify", str(tmp_path / "absent.ova")).returncode == 2
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers.common import connect, objects
 from helpers.ova import MiB, flip_byte_in_member, make_vmdk, member_bytes
+from helpers.simulator import own_simulator
 from pyVmomi import vim
 
 from imagebuilder.errors import InputError
@@ -23,15 +24,15 @@ from imagebuilder.vsphere.library_deploy import deploy_from_library, split_libra
 from imagebuilder.vsphere.publish import library_problems, publish_ova
 from imagebuilder.vsphere.session import VSphereSettings
 
-pytestmark = pytest.mark.vcsim
+pytestmark = [pytest.mark.vcsim, own_simulator("module")]
 STEM = "ubuntu-2204-kube-v1.37.1"
 INVENTORY = ('{"manager": "dpkg", "distro": "ubuntu", "packages": '
              '["bash\\t5.1-6ubuntu1\\tamd64\\tbash"]}')
 
 
 @pytest.fixture
-def settings(module_vcsim) -> VSphereSettings:
-    return VSphereSettings.from_vars(vsphere_config(module_vcsim), env={})
+def settings(vcsim) -> VSphereSettings:
+    return VSphereSettings.from_vars(vsphere_config(vcsim), env={})
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def publish_cli(sim, checkout, tmp_path, *args, wait=True):
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_publish_list_and_deploy_as_template(settings, ova, module_vcsim):
+def test_publish_list_and_deploy_as_template(settings, ova, vcsim):
     published = publish_ova(settings, ova, "acceptance", create=True)
     listed = library_items(settings, "acceptance")
     item, files = listed[STEM]
@@ -76,7 +77,7 @@ def test_publish_list_and_deploy_as_template(settings, ova, module_vcsim):
         in item.description
     deploy_from_library(settings, *split_library_item(f"acceptance/{STEM}"), "from-lib",
                         template=True)
-    with connect(module_vcsim) as si:
+    with connect(vcsim) as si:
         vm = objects(si, vim.VirtualMachine)["from-lib"]
         assert vm.config.template
         descriptor = member_bytes(ova, f"{STEM}.ovf").decode()
@@ -88,16 +89,16 @@ def test_publish_list_and_deploy_as_template(settings, ova, module_vcsim):
         deploy_from_library(settings, "acceptance", "nope", "other")
 
 
-def test_second_publish_needs_force(module_vcsim, checkout, ova, tmp_path):
-    first = publish_cli(module_vcsim, checkout, tmp_path, str(ova), "--library", "twice",
+def test_second_publish_needs_force(vcsim, checkout, ova, tmp_path):
+    first = publish_cli(vcsim, checkout, tmp_path, str(ova), "--library", "twice",
                         "--create")
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == f"twice/{STEM}"
-    again = publish_cli(module_vcsim, checkout, tmp_path, str(ova), "--library", "twice")
+    again = publish_cli(vcsim, checkout, tmp_path, str(ova), "--library", "twice")
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
         f"error: library 'twice' already has an item named '{STEM}'; pass --force to replace it"]
-    forced = publish_cli(module_vcsim, checkout, tmp_path, str(ova), "--library", "twice",
+    forced = publish_cli(vcsim, checkout, tmp_path, str(ova), "--library", "twice",
                          "--force")
     assert forced.returncode == 0, forced.stderr
     assert "(replaced)" in forced.stderr
@@ -124,14 +125,14 @@ def test_a_damaged_upload_fails_the_session_and_leaves_no_item(settings, ova, tm
     assert library_items(settings, "damaged") == {}
 
 
-def test_sigterm_mid_upload_leaves_no_half_item(module_vcsim, checkout, tmp_path, settings):
+def test_sigterm_mid_upload_leaves_no_half_item(vcsim, checkout, tmp_path, settings):
     """A large OVA; the publisher is stopped (SIGSTOP) once it starts uploading, the
     simulator shows the half item, then SIGTERM: exit 143, no item."""
     disk = make_vmdk(tmp_path / "big.vmdk", size=256 * MiB,
                      data=[(i * 4 * MiB, os.urandom(4 * MiB)) for i in range(24)])
     ova = assemble(plan_from_vmdks([disk], "ubuntu-2204", "v1.37.1", tmp_path / "big")).ova
     publish_ova(settings, ova, "stopped", create=True, item_name="other")  # the library exists
-    proc = publish_cli(module_vcsim, checkout, tmp_path, str(ova), "--library", "stopped",
+    proc = publish_cli(vcsim, checkout, tmp_path, str(ova), "--library", "stopped",
                        wait=False)
     try:
         for line in proc.stderr:
@@ -150,8 +151,8 @@ def test_sigterm_mid_upload_leaves_no_half_item(module_vcsim, checkout, tmp_path
     assert set(library_items(settings, "stopped")) == {"other"}
 
 
-def test_tls_is_verified_unless_insecure(module_vcsim, ova):
-    strict = VSphereSettings.from_vars(vsphere_config(module_vcsim, insecure_connection="false"),
+def test_tls_is_verified_unless_insecure(vcsim, ova):
+    strict = VSphereSettings.from_vars(vsphere_config(vcsim, insecure_connection="false"),
                                        env={})
     with pytest.raises(InputError, match="cannot verify the certificate"):
         publish_ova(strict, ova, "tls", create=True)
@@ -164,7 +165,7 @@ def test_the_item_description_and_files_are_json_clean(settings, ova):
     assert {f.algorithm for f in published.files} == {"SHA256"}
 
 
-def test_the_invoke_tasks(module_vcsim, checkout, tmp_path, monkeypatch):
+def test_the_invoke_tasks(vcsim, checkout, tmp_path, monkeypatch):
     """As a user runs it: publish-node-ova-<hv>-<os> publishes what the target's build
     left; deploy-ova --from-library LIB/ITEM NAME deploys it back as a template."""
     from helpers.common import BIN, REPO, write_json
@@ -173,7 +174,7 @@ def test_the_invoke_tasks(module_vcsim, checkout, tmp_path, monkeypatch):
     disk = make_vmdk(tmp_path / "d.vmdk", data=[(MiB, os.urandom(MiB))])
     assemble(plan_from_vmdks([disk], "ubuntu-2204", "v1.37.1"))   # where the target's build puts it
     env = dict(os.environ, PACKER_VAR_FILES=str(write_json(tmp_path / "v.json",
-                                                           vsphere_config(module_vcsim))))
+                                                           vsphere_config(vcsim))))
 
     def invoke(*args):
         return subprocess.run([str(BIN / "invoke"), *args], cwd=REPO, env=env,
@@ -186,5 +187,5 @@ def test_the_invoke_tasks(module_vcsim, checkout, tmp_path, monkeypatch):
     deployed = invoke("deploy-ova", "--from-library", f"by-invoke/{STEM}", "via-invoke",
                       "--template")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    with connect(module_vcsim) as si:
+    with connect(vcsim) as si:
         assert objects(si, vim.VirtualMachine)["via-invoke"].config.template
