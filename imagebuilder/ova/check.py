@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from imagebuilder.errors import BuildError
-from imagebuilder.ova.build_record import read_limited
+from imagebuilder.ova.limits import read_limited, size_text
 from imagebuilder.ova.progress import ByteProgress
 from imagebuilder.ova.provenance import (
     MAX_PROVENANCE,
@@ -44,7 +44,7 @@ def check_ova(path: Path, progress: ByteProgress | None = None, ca_file: Path | 
     if provenance:
         statement = provenance_path(path) if provenance is True else Path(provenance)
         notes.append(_provenance_note(statement, path, result))
-    disks = ", ".join(f"{name} ({info.capacity >> 20} MiB)"
+    disks = ", ".join(f"{name} ({size_text(info.capacity)})"
                       for name, info in result.disks.items())
     return (f"{path}: ok: {len(result.members)} members, disks {disks}; sha256 {result.sha256}"
             + "".join(f"; {n}" for n in notes))

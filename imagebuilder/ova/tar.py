@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Sequence
 
 from imagebuilder.errors import BuildError
-from imagebuilder.ova.limits import MAX_DIGITS, decimal, open_regular, shown_value
+from imagebuilder.ova.limits import MAX_DIGITS, decimal, open_regular, shown_value, size_text
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -193,7 +193,7 @@ class _Headers:
         """Apply a pax (``x``) or GNU long-name (``L``) header to the next member."""
         if size > MAX_EXTENDED:
             raise self.fail(number, f"is an extended header of {size} bytes; they hold a name "
-                            f"or a size, never over {MAX_EXTENDED >> 10} KiB")
+                            f"or a size, never over {size_text(MAX_EXTENDED)}")
         self.fh.seek(data)
         raw = self.fh.read(size)
         if typeflag == b"L":
