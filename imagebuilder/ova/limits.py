@@ -20,8 +20,9 @@ from imagebuilder.errors import InputError
 
 #: The largest virtual disk vSphere takes (62 TiB); no capacity or size in an OVA is larger.
 MAX_DISK_BYTES = 62 << 40
-#: Descriptors are tens of kilobytes (a long EULA included); manifests a few lines.
-MAX_DESCRIPTOR = 4 << 20
+#: Descriptors are tens of kilobytes (a long EULA included), manifests a few lines: the
+#: limits leave room, and keep a descriptor parsed into elements well under 100 MB.
+MAX_DESCRIPTOR = 1 << 20
 MAX_MANIFEST = 1 << 20
 #: Digits of the largest number any field may hold (2^64 has 20).
 MAX_DIGITS = 20
