@@ -8,6 +8,7 @@ a vCenter that went away meanwhile is reported in one line.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 from pathlib import Path
@@ -37,7 +38,7 @@ def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str |
     name in use, BuildError for an OVA ``ova-verify`` would refuse or a failed
     import; a signal (SIGTERM, SIGHUP, Ctrl-C) raises KeyboardInterrupt once
     the import is undone."""
-    with stop_on_signals():
+    with _stopping():
         package = OvaPackage.open(Path(ova))
         try:
             with datacenter_session(settings, on_task) as (driver, dc):
@@ -92,6 +93,14 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, vmodl.MethodFault):
         return (exc.msg or type(exc).__name__)[:200]
     return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def _stopping() -> contextlib.AbstractContextManager:
+    """SIGTERM and SIGHUP stop the deploy, unless a caller (a build run) handles
+    them already: its handler raises once for the whole run."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        return stop_on_signals()
+    return contextlib.nullcontext()
 
 
 def _signal_name(exc: BaseException) -> str:

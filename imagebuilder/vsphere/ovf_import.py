@@ -82,8 +82,7 @@ class OvaPackage:
                                                        self.manifest.entries[member.name][0])
         problems = digest_problems(self.manifest, found)
         if problems:
-            raise BuildError(f"{self.path}: the OVA is corrupt; nothing was imported",
-                             problems)
+            raise BuildError(f"{self.path}: {problems[0]}", problems[1:])
 
 
 def _resolve(driver: Driver, datacenter: vim.Datacenter | str,
@@ -302,12 +301,10 @@ def _upload_all(si: vim.ServiceInstance, lease: vim.HttpNfcLease, info: vim.Http
                 digest = _upload(url, netloc, member, package.path, bool(item.create),
                                  verify_tls, keepalive, progress,
                                  package.manifest.entries[member.name][0])
-                expected = package.manifest.entries[member.name][1]
-                if expected != digest:
-                    raise BuildError(f"{package.path}: {member.name} does not match the OVA's "
-                                     f"manifest ({digest} uploaded, {expected} listed); "
-                                     "the OVA is corrupt")
                 uploaded[member.name] = digest
+                wrong = digest_problems(package.manifest, {member.name: digest})
+                if wrong:
+                    raise BuildError(f"{package.path}: {wrong[0]} (as uploaded)")
         package.check_the_rest(uploaded)
         lease.HttpNfcLeaseProgress(100)
     finally:

@@ -186,13 +186,14 @@ class UpdateSession:
 
 
 def _resolve_library(rest: RestSession, settings: VSphereSettings, name: str, create: bool,
-                     datastore: str, report: Report) -> Library:
+                     datastore: str, report: Report) -> tuple[Library, bool]:
+    """The library, and whether this call made it."""
     library = find_library(rest, name)
     if library is not None:
         if library.type == "SUBSCRIBED":
             raise InputError(f"library {name!r} is a subscribed library; publish to the "
                              "library it subscribes to")
-        return library
+        return library, False
     if not create:
         names = ", ".join(sorted(lib.name for lib in libraries(rest))) or "none"
         raise InputError(f"library {name!r} not found at {settings.server}; the libraries "
@@ -201,7 +202,7 @@ def _resolve_library(rest: RestSession, settings: VSphereSettings, name: str, cr
     with datacenter_session(settings) as (driver, dc):
         store_id = driver.datastore(dc, store_name)._moId
     report(f"creating the local library {name!r} on datastore {store_name}")
-    return create_library(rest, name, store_id, "Kubernetes node images (imagebuilder)")
+    return create_library(rest, name, store_id, "Kubernetes node images (imagebuilder)"), True
 
 
 def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
@@ -217,7 +218,8 @@ def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
     description = item_description(ova, properties)
     progress = progress or NoByteProgress()
     with RestSession(settings) as rest:
-        library = _resolve_library(rest, settings, library_name, create, datastore, report)
+        library, made = _resolve_library(rest, settings, library_name, create, datastore,
+                                         report)
         item = find_item(rest, library, name)
         replaced = item is not None
         if item is not None and not force:
@@ -231,16 +233,25 @@ def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
             if replaced:
                 describe_item(rest, item, description)
         except BaseException:
-            if created:
-                report(f"removing the item {name!r} this publish created")
-                try:
-                    delete_item(rest, item)
-                except ImageBuilderError as exc:
-                    report(f"could not remove the item {name!r}: {exc}")
+            _undo(rest, library if made else None, item if created else None, report)
             raise
     report(f"published {ova.name} to library {library.name!r} as item {name!r}"
            + (" (replaced)" if replaced else ""))
     return PublishedItem(library, item, files, replaced)
+
+
+def _undo(rest: RestSession, library: Library | None, item: Item | None,
+          report: Report) -> None:
+    """Remove the item and the library a failed publish made (only those)."""
+    try:
+        if item is not None:
+            report(f"removing the item {item.name!r} this publish created")
+            delete_item(rest, item)
+        if library is not None:
+            report(f"removing the library {library.name!r} this publish created")
+            rest.request("DELETE", f"/com/vmware/content/local-library/id:{library.id}")
+    except ImageBuilderError as exc:
+        report(f"could not remove what this publish created: {exc.message}")
 
 
 def _upload(rest: RestSession, item: Item, ova: Path, files: list[OvaFile],
@@ -263,9 +274,9 @@ def _upload(rest: RestSession, item: Item, ova: Path, files: list[OvaFile],
                 hasher = hashlib.new(LABELS[file.algorithm])
                 rest.upload(uri, fh, file.offset, file.size, on_chunk)
                 if not file.checked and hasher.hexdigest() != file.checksum:
-                    raise BuildError(f"{ova}: {file.name}: its {file.algorithm} checksum is "
-                                     f"{hasher.hexdigest()} as uploaded, the manifest says "
-                                     f"{file.checksum}; the OVA is corrupt")
+                    raise BuildError(f"{ova}: {file.name}: its {file.algorithm} digest is "
+                                     f"{hasher.hexdigest()}, the manifest says {file.checksum}; "
+                                     "the file is corrupt (as uploaded)")
         finally:
             progress.end()
         session.complete(timeout)
