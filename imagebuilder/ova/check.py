@@ -50,6 +50,10 @@ def check_ova(path: Path, progress: ByteProgress | None = None, ca_file: Path | 
             + "".join(f"; {n}" for n in notes))
 
 
+#: An RSA signature is at most a kilobyte (8192-bit keys); anything larger is not one.
+MAX_SIGNATURE = 1 << 16
+
+
 def _provenance_note(statement: Path, ova: Path, result: VerifiedOva) -> str:
     data = read_limited(statement, MAX_PROVENANCE, "a provenance statement")
     problems = check_provenance(data, ova.name, result.sha256, statement.name)
@@ -64,7 +68,8 @@ def _provenance_note(statement: Path, ova: Path, result: VerifiedOva) -> str:
     try:
         if not isinstance(public, rsa.RSAPublicKey):
             raise InvalidSignature
-        public.verify(sig.read_bytes()[:1 << 16], data, padding.PKCS1v15(), hashes.SHA256())
+        public.verify(read_limited(sig, MAX_SIGNATURE, "a signature"), data, padding.PKCS1v15(),
+                      hashes.SHA256())
     except InvalidSignature:
         raise BuildError(f"{sig.name}: not the OVA signing key's signature of "
                          f"{statement.name}: the provenance was changed after signing") from None

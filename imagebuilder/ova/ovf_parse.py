@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from xml.parsers import expat
 
 from imagebuilder.errors import BuildError
-from imagebuilder.ova.limits import MAX_DISK_BYTES, decimal, shown_value, size_text
+from imagebuilder.ova.limits import MAX_DISK_BYTES, decimal, shown_name, shown_value, size_text
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
@@ -73,7 +73,7 @@ def _capacity(disk: ET.Element, problems: list[str]) -> int | None:
     units = disk.get(_q(OVF, "capacityAllocationUnits"), "byte").strip()
     match = _UNITS.fullmatch(units)
     count = decimal(raw, MAX_DISK_BYTES)
-    where = f"Disk {shown_value(disk.get(_q(OVF, 'diskId'), ''))}"
+    where = f"Disk {shown_name(disk.get(_q(OVF, 'diskId'), ''))}"
     if count is None or not match:
         problems.append(f"{where}: capacity {shown_value(raw)} in units {shown_value(units)} "
                         "is not a byte count (ASCII digits; units byte or byte * 2^N)")
@@ -128,7 +128,7 @@ def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
         raw = f.get(_q(OVF, "size"))
         size = decimal(raw, MAX_DISK_BYTES)
         if raw is not None and size is None:
-            out.problems.append(f"File {shown_value(f.get(_q(OVF, 'href'), ''))}: size "
+            out.problems.append(f"File {shown_name(f.get(_q(OVF, 'href'), ''))}: size "
                                 f"{shown_value(raw)} is not a number of bytes (ASCII digits, "
                                 f"at most {size_text(MAX_DISK_BYTES)})")
         out.files.append(OvfFile(f.get(_q(OVF, "id"), ""), f.get(_q(OVF, "href"), ""), size))

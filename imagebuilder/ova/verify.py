@@ -24,6 +24,7 @@ from imagebuilder.ova.limits import (
     kind_of,
     open_regular,
     shown_name,
+    shown_value,
     size_text,
 )
 from imagebuilder.ova.manifest import Manifest, parse_manifest
@@ -66,9 +67,9 @@ def sidecar_path(ova: Path) -> Path:
     return ova.with_name(ova.name + ".sha256")
 
 
-def _read(fh: BinaryIO, member: Member, limit: int, what: str) -> bytes:
+def _read(fh: BinaryIO, path: Path, member: Member, limit: int, what: str) -> bytes:
     if member.size > limit:
-        raise BuildError(f"member {member.name} is {size_text(member.size)}; {what} over "
+        raise BuildError(f"{path}: member {member.name} is {size_text(member.size)}; {what} over "
                          f"{size_text(limit)} is not plausible")
     fh.seek(member.offset)
     return fh.read(member.size)
@@ -230,12 +231,12 @@ def member_digest(fh: BinaryIO, member: Member, algorithm: str) -> str:
 
 def _read_parts(fh: BinaryIO, path: Path, members: list[Member], ovf_member: Member,
                 manifest_member: Member | None, problems: list[str]) -> _Parts:
-    ovf_bytes = _read(fh, ovf_member, MAX_DESCRIPTOR, "a descriptor")
+    ovf_bytes = _read(fh, path, ovf_member, MAX_DESCRIPTOR, "a descriptor")
     parts = _Parts(ovf_bytes, parse_ovf(ovf_bytes, f"{path.name}:{ovf_member.name}"))
     problems += [f"{ovf_member.name}: {p}" for p in parts.parsed.problems]
     if manifest_member is not None:
         parts.manifest_name = manifest_member.name
-        parts.manifest_bytes = _read(fh, manifest_member, MAX_MANIFEST, "a manifest")
+        parts.manifest_bytes = _read(fh, path, manifest_member, MAX_MANIFEST, "a manifest")
         parts.manifest = parse_manifest(parts.manifest_bytes.decode("utf-8", errors="replace"),
                                         manifest_member.name)
         problems += parts.manifest.problems
@@ -247,7 +248,7 @@ def _read_parts(fh: BinaryIO, path: Path, members: list[Member], ovf_member: Mem
         if len(certs) > 1 or cert.name != expected or previous != parts.manifest_name:
             problems.append(f"the certificate must be one member named {expected}, right after "
                             "the manifest")
-        parts.certificate_bytes = _read(fh, cert, MAX_MANIFEST, "a certificate")
+        parts.certificate_bytes = _read(fh, path, cert, MAX_MANIFEST, "a certificate")
     return parts
 
 
@@ -282,17 +283,24 @@ def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
     files = {f.id: f for f in parsed.files}
     if not parsed.disks:
         problems.append("the descriptor's DiskSection lists no disk")
+    used: dict[str, str] = {}
     for disk in parsed.disks:
         ref = files.get(disk.file_ref)
+        shown = shown_name(disk.disk_id)
         if ref is None:
-            problems.append(f"Disk {disk.disk_id} refers to File {disk.file_ref!r}, which "
+            problems.append(f"Disk {shown} refers to File {shown_value(disk.file_ref)}, which "
                             "References does not list")
             continue
         member = by_name.get(ref.href)
         if member is None:
             continue  # reported with the references
+        if member.name in used:
+            problems.append(f"Disk {shown} is the file {member.name}, as Disk "
+                            f"{used[member.name]} is; each disk has a file of its own")
+            continue
+        used[member.name] = shown
         if disk.format != STREAM_OPTIMIZED_FORMAT:
-            problems.append(f"Disk {disk.disk_id}: format {disk.format!r} is not "
+            problems.append(f"Disk {shown}: format {shown_value(disk.format, 100)} is not "
                             f"{STREAM_OPTIMIZED_FORMAT}")
         try:
             info = read_vmdk_at(fh, member.offset, member.size, Path(member.name),
@@ -305,7 +313,7 @@ def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
             problems.append(f"{member.name}: the VMDK is {info.layout}, not {STREAM_OPTIMIZED} "
                             "(compressed grains with markers, as vSphere imports them)")
         if disk.capacity is not None and disk.capacity != info.capacity:
-            problems.append(f"Disk {disk.disk_id}: the descriptor says a capacity of "
+            problems.append(f"Disk {shown}: the descriptor says a capacity of "
                             f"{disk.capacity} bytes; the VMDK {member.name} holds "
                             f"{info.capacity}")
     return disks, problems

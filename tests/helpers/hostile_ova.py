@@ -327,6 +327,15 @@ def _dense(good: Good) -> bytes:
     return ovf.replace(b"</Envelope>", b"<Extra>" + filler + b"</Extra></Envelope>")
 
 
+def _same_disk_many_times(good: Good) -> bytes:
+    """Four thousand Disks of one File: each would be read, and imported, again."""
+    ovf = good.members[good.ovf].decode()
+    disk = re.search(r"<Disk [^>]*/>", ovf).group(0)
+    copies = "".join(disk.replace('ovf:diskId="vmdisk1"', f'ovf:diskId="d{i}"')
+                     for i in range(4000))
+    return ovf.replace(disk, disk + copies).encode()
+
+
 def _junk_manifest(good: Good) -> bytes:
     return b"SHA256(x= 00\n" * (MiB // 16)
 
@@ -390,6 +399,8 @@ def _bad_cases() -> list[Case]:
         Case("pax-header-1MiB", _entries(_huge_pax), "is an extended header of"),
         Case("billion-laughs", _descriptor(lambda g: LAUGHS),
              "the OVF descriptor declares a document type"),
+        Case("one-file-4000-disks", _descriptor(_same_disk_many_times),
+             "Disk d0 is the file {disk}, as Disk vmdisk1 is; each disk has a file of its own"),
         Case("junk-manifest", _replace(mf=_junk_manifest), "not read past line 5"),
         Case("truncated", _cut, "truncated"),
         Case("not-a-tar", lambda g, d: _write(d / "junk.ova", b"\x01" * 8192),

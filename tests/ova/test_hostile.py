@@ -103,3 +103,27 @@ def test_a_signal_stops_ova_assemble_and_leaves_nothing(signum, checkout, tmp_pa
     assert f"interrupted ({signum.name}); no partial OVA was left behind" in err
     assert "Traceback" not in err
     assert not (tmp_path / "new").exists()  # the directories it made, gone with their contents
+
+
+@pytest.mark.parametrize("size, text", [(0, "0 bytes"), (1, "1 byte"), (1023, "1023 bytes"),
+                                        (1536, "1.5 KiB"), (64 * MiB, "64 MiB"),
+                                        (3 << 30, "3.0 GiB"), (62 << 40, "62 TiB")])
+def test_sizes_in_messages_read_right_at_every_scale(size, text):
+    """"about 0 MiB are needed and only 0 MiB are free" came from ``size >> 20``."""
+    from imagebuilder.ova.limits import size_text
+    assert size_text(size) == text
+
+
+def test_the_free_space_message_names_small_sizes(tmp_path):
+    import shutil
+
+    from imagebuilder.ova.assembly_plan import _output_problems
+    from imagebuilder.ova.vmdk import read_vmdk
+    disk = read_vmdk(make_vmdk(tmp_path / "d.vmdk", size=MiB, data=[(0, b"x" * 4096)]))
+    free = shutil.disk_usage(tmp_path).free
+    assert _output_problems(tmp_path, [disk]) == []
+    huge = type(disk)(disk.path, disk.create_type, disk.capacity, free + 1, disk.extents,
+                      disk.header, disk.ddb)
+    [problem] = _output_problems(tmp_path, [huge])
+    assert " 0 MiB" not in problem and "bytes are needed" not in problem
+    assert problem.startswith(f"{tmp_path}: about ") and " are needed and only " in problem
