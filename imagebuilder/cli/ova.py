@@ -16,10 +16,11 @@ The environment: ``IB_OVFTOOL`` (make the OVA with ovftool), ``IB_OVFTOOL_ARGS``
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from imagebuilder.errors import EXIT_INTERRUPTED, ImageBuilderError, InputError
+from imagebuilder.errors import ImageBuilderError, InputError
 from imagebuilder.ova.assemble import (
     AssembleOptions,
     assemble,
@@ -29,6 +30,7 @@ from imagebuilder.ova.assemble import (
 from imagebuilder.ova.check import check_ova
 from imagebuilder.ova.hashing import ALGORITHMS
 from imagebuilder.ova.progress import TqdmByteProgress
+from imagebuilder.running.stopping import exit_code_of, signal_of, stop_on_signals
 
 
 def _say(text: str) -> None:
@@ -120,14 +122,17 @@ def _verify(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``ova`` command; return the exit code (2 bad input, 1 failure,
-    130 interrupted)."""
+    130/143/129 when Ctrl-C, SIGTERM or SIGHUP stopped it: partial files and the
+    work directory are removed first)."""
     try:
-        if args.ova_command == "assemble":
-            return _assemble(args)
-        return _verify(args)
+        with stop_on_signals():
+            if args.ova_command == "assemble":
+                return _assemble(args)
+            return _verify(args)
     except ImageBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; no partial OVA was left behind", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        name = signal.Signals(signal_of(exc)).name
+        print(f"interrupted ({name}); no partial OVA was left behind", file=sys.stderr)
+        return exit_code_of(exc)

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from imagebuilder.errors import BuildError
 from imagebuilder.ova.hashing import ALGORITHMS, copy_hashing, digest_length, new_hash
+from imagebuilder.ova.limits import size_text
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
 from imagebuilder.ova.tar import (  # noqa: F401 (re-exported: the tar layer's old home)
     BLOCK,
@@ -259,7 +260,7 @@ def _write_errors(target: Path, total: int) -> Iterator[None]:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise BuildError(f"{target.parent}: no space left while writing the OVA "
-                             f"({exc.strerror}); it needs about {total >> 20} MiB "
+                             f"({exc.strerror}); it needs about {size_text(total)} "
                              "there") from None
         raise BuildError(f"{target}: cannot write the OVA ({exc.strerror})") from None
 

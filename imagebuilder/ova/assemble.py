@@ -43,6 +43,7 @@ from imagebuilder.ova.assembly_plan import (  # noqa: F401 (re-exported: their o
     quiet,
 )
 from imagebuilder.ova.convert import convert_to_stream_optimized
+from imagebuilder.ova.limits import size_text
 from imagebuilder.ova.ovf import OvfDisk, PackageFile, build_ovf
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
 from imagebuilder.ova.provenance import signature_path, statement, statement_bytes
@@ -76,7 +77,7 @@ class AssemblyResult:
         size = self.ova.stat().st_size
         converted = f", converted {', '.join(self.converted)}" if self.converted else ""
         signed = ", signed" if self.signed else ""
-        return (f"{self.ova} ({size / (1 << 20):.1f} MiB, {len(self.disks)} disk"
+        return (f"{self.ova} ({size_text(size)}, {len(self.disks)} disk"
                 f"{'s' if len(self.disks) != 1 else ''}{converted}{signed}) in "
                 f"{self.seconds:.1f}s; sha256 {self.sha256}")
 
@@ -161,10 +162,10 @@ def assemble(plan: AssemblyPlan, progress: ByteProgress | None = None,
     progress = progress or NoByteProgress()
     names = plan.names
     out = plan.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     final = {kind: out / getattr(names, kind) for kind in
              ("ova", "ovf", "manifest", "checksum", "certificate", "sbom", "provenance")}
     with Staging() as staging:
+        staging.output_directory(out)
         scratch = staging.directory(out, f"{names.stem}.work")
         disks, converted = _prepare_disks(plan, scratch, log)
         sbom = _sbom(plan, log)

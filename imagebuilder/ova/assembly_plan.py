@@ -39,6 +39,7 @@ from imagebuilder.ova.inputs import (
     settings_from_catalog,
     settings_from_values,
 )
+from imagebuilder.ova.limits import size_text
 from imagebuilder.ova.ovf import NodeImage, hardware_problems
 from imagebuilder.ova.sbom import Inventory, read_inventory
 from imagebuilder.ova.signing import Signer, load_signer
@@ -292,7 +293,7 @@ def _output_problems(output_dir: Path, sources: list[VmdkInfo]) -> list[str]:
     needed = sum(s.size if s.stream_optimized else 2 * s.size for s in sources)
     free = shutil.disk_usage(probe).free
     if needed > free:
-        return [f"{output_dir}: about {needed >> 20} MiB are needed and only {free >> 20} MiB "
+        return [f"{output_dir}: about {size_text(needed)} are needed and only {size_text(free)} "
                 "are free"]
     return []
 

@@ -25,6 +25,7 @@ from typing import Any
 from imagebuilder import __version__
 from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
+from imagebuilder.ova.limits import read_limited
 
 RECORD_NAME = "build-record.json"
 #: The package inventory the ``package_inventory`` role writes into the build's
@@ -167,19 +168,6 @@ def write_record(record: BuildRecord, path: Path) -> Path:
     """Write the record (0600, like the build's other work files)."""
     write_private_json(Path(path), record.to_json())
     return Path(path)
-
-
-def read_limited(path: Path, limit: int, what: str) -> bytes:
-    """A file's bytes, at most ``limit`` of them: InputError naming ``what`` when it is
-    larger or cannot be read (every input here is bounded)."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
-    if len(data) > limit:
-        raise InputError(f"{path}: over {limit >> 20} MiB; not {what}")
-    return data
 
 
 def read_record(path: Path) -> BuildRecord | None:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from imagebuilder.errors import BuildError
-from imagebuilder.ova.build_record import read_limited
+from imagebuilder.ova.limits import read_limited, size_text
 from imagebuilder.ova.progress import ByteProgress
 from imagebuilder.ova.provenance import (
     MAX_PROVENANCE,
@@ -44,10 +44,14 @@ def check_ova(path: Path, progress: ByteProgress | None = None, ca_file: Path | 
     if provenance:
         statement = provenance_path(path) if provenance is True else Path(provenance)
         notes.append(_provenance_note(statement, path, result))
-    disks = ", ".join(f"{name} ({info.capacity >> 20} MiB)"
+    disks = ", ".join(f"{name} ({size_text(info.capacity)})"
                       for name, info in result.disks.items())
     return (f"{path}: ok: {len(result.members)} members, disks {disks}; sha256 {result.sha256}"
             + "".join(f"; {n}" for n in notes))
+
+
+#: An RSA signature is at most a kilobyte (8192-bit keys); anything larger is not one.
+MAX_SIGNATURE = 1 << 16
 
 
 def _provenance_note(statement: Path, ova: Path, result: VerifiedOva) -> str:
@@ -64,7 +68,8 @@ def _provenance_note(statement: Path, ova: Path, result: VerifiedOva) -> str:
     try:
         if not isinstance(public, rsa.RSAPublicKey):
             raise InvalidSignature
-        public.verify(sig.read_bytes()[:1 << 16], data, padding.PKCS1v15(), hashes.SHA256())
+        public.verify(read_limited(sig, MAX_SIGNATURE, "a signature"), data, padding.PKCS1v15(),
+                      hashes.SHA256())
     except InvalidSignature:
         raise BuildError(f"{sig.name}: not the OVA signing key's signature of "
                          f"{statement.name}: the provenance was changed after signing") from None

@@ -83,7 +83,7 @@ def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Conve
         raise
     info = read_vmdk(target)
     if not info.stream_optimized:
-        raise BuildError(f"{converter.name} wrote {info.create_type!r}, not {STREAM_OPTIMIZED}, "
+        raise BuildError(f"{converter.name} wrote {info.layout}, not {STREAM_OPTIMIZED}, "
                          f"from {source.path}")
     if info.capacity != source.capacity:
         raise BuildError(f"{converter.name} changed the capacity of {source.path} from "

@@ -21,11 +21,16 @@ from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.template import declared_variables
 from imagebuilder.config.varfiles import merge, packer_string, read_var_file
 from imagebuilder.errors import InputError
+from imagebuilder.ova.limits import MAX_MANIFEST, read_limited
 from imagebuilder.ova.manifest import parse_manifest
 from imagebuilder.ova.ovf import VirtualHardware, xml_text_problem
 from imagebuilder.ova.vmdk import VmdkInfo, is_disk_extent_only, read_vmdk
 
 MANIFEST_NAME = "packer-manifest.json"
+#: Packer adds an entry of a few kilobytes per run.
+MAX_PACKER_MANIFEST = 16 << 20
+#: OVF_CUSTOM_PROPERTIES: a handful of names and values.
+MAX_CUSTOM_PROPERTIES = 1 << 20
 
 #: custom_data key -> what it is, for messages.
 REQUIRED_SETTINGS = (
@@ -151,13 +156,13 @@ def read_packer_manifest(build_dir: Path) -> PackerBuild:
     the last entry) is the build that left the files in ``build_dir``.
     """
     path = Path(build_dir) / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"{path}: not found; the Packer build writes it with its manifest "
-                         "post-processor (is this the build's output directory?)") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read it as JSON ({exc})") from None
+                         "post-processor (is this the build's output directory?)")
+    try:
+        data = json.loads(read_limited(path, MAX_PACKER_MANIFEST, "a Packer manifest"))
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot read it as JSON ({str(exc)[:200]})") from None
     builds = data.get("builds") if isinstance(data, dict) else None
     if not builds or not isinstance(builds, list):
         raise InputError(f"{path}: has no builds; run the Packer build first")
@@ -243,9 +248,10 @@ def export_digests(build: PackerBuild, build_dir: Path,
     found: dict[Path, KnownDigest] = {}
     for mtime, path in sorted(manifests, reverse=True):
         try:
-            entries = parse_manifest(path.read_text(errors="replace"), str(path)).entries
-        except OSError:
-            continue
+            text = read_limited(path, MAX_MANIFEST, "a manifest").decode("utf-8", "replace")
+        except InputError:
+            continue  # not a manifest this build wrote
+        entries = parse_manifest(text, str(path)).entries
         for disk in disks:
             entry = entries.get(disk.path.name)
             if disk.path in found or entry is None:
@@ -299,11 +305,14 @@ def custom_properties(path: Path, reserved: set[str]) -> list[tuple[str, str]]:
     """
     shown = f"OVF_CUSTOM_PROPERTIES={path}"
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{shown}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{shown}: cannot read it as JSON ({exc})") from None
+        raw = read_limited(Path(path), MAX_CUSTOM_PROPERTIES,
+                           "a file (a JSON object of properties)")
+    except InputError as exc:
+        raise InputError(f"OVF_CUSTOM_PROPERTIES={exc.message}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{shown}: cannot read it as JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{shown}: must hold a JSON object of property names and values")
     problems = []

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from xml.parsers import expat
 
 from imagebuilder.errors import BuildError
+from imagebuilder.ova.limits import MAX_DISK_BYTES, decimal, shown_name, shown_value, size_text
 
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
 CIM = "http://schemas.dmtf.org/wbem/wscim/1/common"
@@ -62,19 +64,50 @@ def _q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
 
 
-_UNITS = re.compile(r"^byte(?:\s*\*\s*(\d+)\s*\^\s*(\d+))?$")
+#: ``byte`` or ``byte * 2^20`` (DSP0004 programmatic units); bases 2 and 10, small powers.
+_UNITS = re.compile(r"byte(?:\s*\*\s*(2|10)\s*\^\s*([0-9]{1,2}))?", re.ASCII)
 
 
 def _capacity(disk: ET.Element, problems: list[str]) -> int | None:
     raw = disk.get(_q(OVF, "capacity"), "")
     units = disk.get(_q(OVF, "capacityAllocationUnits"), "byte").strip()
-    match = _UNITS.match(units)
-    if not raw.isdigit() or not match:
-        problems.append(f"Disk {disk.get(_q(OVF, 'diskId'))}: capacity {raw!r} in units "
-                        f"{units!r} is not a byte count")
+    match = _UNITS.fullmatch(units)
+    count = decimal(raw, MAX_DISK_BYTES)
+    where = f"Disk {shown_name(disk.get(_q(OVF, 'diskId'), ''))}"
+    if count is None or not match:
+        problems.append(f"{where}: capacity {shown_value(raw)} in units {shown_value(units)} "
+                        "is not a byte count (ASCII digits; units byte or byte * 2^N)")
         return None
     base, power = match.groups()
-    return int(raw) * (int(base) ** int(power) if base else 1)
+    capacity = count * (int(base) ** int(power) if base else 1)
+    if capacity > MAX_DISK_BYTES:
+        problems.append(f"{where}: a capacity of {capacity} bytes is over the "
+                        f"{size_text(MAX_DISK_BYTES)} vSphere takes")
+        return None
+    return capacity
+
+
+class _Doctype(Exception):
+    """The descriptor declares a document type."""
+
+
+def _refuse_doctype(data: bytes, shown: str) -> None:
+    """An OVF descriptor has no DTD; one with entities could expand without bound."""
+    parser = expat.ParserCreate()
+
+    def refuse(*_: object) -> None:
+        raise _Doctype
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(data, True)
+    except _Doctype:
+        raise BuildError(f"{shown}: the OVF descriptor declares a document type (<!DOCTYPE>); "
+                         "a descriptor has none, and its entities could expand without "
+                         "bound") from None
+    except expat.ExpatError:
+        pass  # reported by the parse proper
 
 
 def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
@@ -83,6 +116,7 @@ def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
     Problems with individual parts (a size that is not a number...) are
     collected in ``problems`` rather than raised.
     """
+    _refuse_doctype(data, shown)
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
@@ -91,12 +125,13 @@ def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
         raise BuildError(f"{shown}: the root element is {root.tag}, not an OVF 1.x Envelope")
     out = ParsedOvf()
     for f in root.iterfind(f"{_q(OVF, 'References')}/{_q(OVF, 'File')}"):
-        size = f.get(_q(OVF, "size"))
-        if size is not None and not size.isdigit():
-            out.problems.append(f"File {f.get(_q(OVF, 'href'))}: size {size!r} is not a number")
-            size = None
-        out.files.append(OvfFile(f.get(_q(OVF, "id"), ""), f.get(_q(OVF, "href"), ""),
-                                 int(size) if size is not None else None))
+        raw = f.get(_q(OVF, "size"))
+        size = decimal(raw, MAX_DISK_BYTES)
+        if raw is not None and size is None:
+            out.problems.append(f"File {shown_name(f.get(_q(OVF, 'href'), ''))}: size "
+                                f"{shown_value(raw)} is not a number of bytes (ASCII digits, "
+                                f"at most {size_text(MAX_DISK_BYTES)})")
+        out.files.append(OvfFile(f.get(_q(OVF, "id"), ""), f.get(_q(OVF, "href"), ""), size))
     for d in root.iterfind(f"{_q(OVF, 'DiskSection')}/{_q(OVF, 'Disk')}"):
         out.disks.append(OvfDiskEntry(d.get(_q(OVF, "diskId"), ""), d.get(_q(OVF, "fileRef"), ""),
                                       _capacity(d, out.problems), d.get(_q(OVF, "format"), "")))
@@ -110,8 +145,7 @@ def parse_ovf(data: bytes, shown: str) -> ParsedOvf:
     out.annotation = system.findtext(f"{_q(OVF, 'AnnotationSection')}/{_q(OVF, 'Annotation')}")
     os_section = system.find(_q(OVF, "OperatingSystemSection"))
     if os_section is not None:
-        os_id = os_section.get(_q(OVF, "id"), "")
-        out.os_id = int(os_id) if os_id.isdigit() else None
+        out.os_id = decimal(os_section.get(_q(OVF, "id"), ""), 1 << 31)
         out.os_type = os_section.get(_q(VMW, "osType"))
     hardware = system.find(_q(OVF, "VirtualHardwareSection"))
     if hardware is not None:

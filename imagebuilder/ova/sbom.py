@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 from imagebuilder import __version__
 from imagebuilder.errors import InputError
-from imagebuilder.ova.build_record import DownloadRecord, read_limited
+from imagebuilder.ova.build_record import DownloadRecord
+from imagebuilder.ova.limits import read_limited
 
 SPEC_VERSION = "1.6"
 MAX_INVENTORY = 32 << 20

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from imagebuilder.errors import InputError
+from imagebuilder.ova.limits import read_limited
 
 KEY_VARIABLE = "IB_SIGNING_KEY"
 CERT_VARIABLE = "IB_SIGNING_CERT"
@@ -70,17 +71,11 @@ def _pem(value: str, variable: str) -> bytes:
     """The PEM text a variable holds or names."""
     if value.lstrip().startswith("-----BEGIN"):
         return value.encode("ascii", errors="replace")
-    path = Path(value)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_PEM + 1)
-    except OSError as exc:
-        raise InputError(f"{variable}={value}: cannot read it ({exc.strerror}); give the path "
-                         "of a PEM file or the PEM text itself") from None
-    if len(data) > MAX_PEM:
-        raise InputError(f"{variable}={value}: over {MAX_PEM >> 20} MiB; that is no PEM key "
-                         "or certificate")
-    return data
+        return read_limited(Path(value), MAX_PEM, "a PEM key or certificate")
+    except InputError as exc:
+        raise InputError(f"{variable}={exc.message}; give the path of a PEM file or the PEM "
+                         "text itself") from None
 
 
 def load_signer(env: Mapping[str, str]) -> Signer | None:

@@ -23,6 +23,7 @@ class Staging:
     def __init__(self) -> None:
         self._files: list[tuple[Path, Path]] = []
         self._dirs: list[Path] = []
+        self._made: list[Path] = []
 
     def file_for(self, final: Path) -> Path:
         """An empty temporary file beside ``final``."""
@@ -44,6 +45,19 @@ class Staging:
         """Stage an already written file (on the same filesystem as ``final``)."""
         self._files.append((Path(tmp), Path(final)))
 
+    def output_directory(self, path: Path) -> Path:
+        """Make ``path`` (and missing parents); the ones made here are removed again
+        (when still empty) unless the staged files are committed."""
+        path = Path(path)
+        missing = []
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        path.mkdir(parents=True, exist_ok=True)
+        self._made = missing + self._made
+        return path
+
     def directory(self, near: Path, label: str) -> Path:
         """A scratch directory beside ``near`` (for converted disks, ovftool's output)."""
         path = Path(tempfile.mkdtemp(prefix=f".{label}.", dir=near))
@@ -57,6 +71,7 @@ class Staging:
             os.replace(tmp, final)
             done.append(final)
         self._files = []
+        self._made = []
         return done
 
     def discard(self) -> None:
@@ -67,6 +82,12 @@ class Staging:
         for directory in self._dirs:
             shutil.rmtree(directory, ignore_errors=True)
         self._dirs = []
+        for directory in self._made:  # deepest first; never one holding anything
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        self._made = []
 
     def __enter__(self) -> Staging:
         return self

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
-from imagebuilder.errors import BuildError, InputError
+from imagebuilder.errors import BuildError
+from imagebuilder.ova.limits import MAX_DIGITS, decimal, open_regular, shown_value, size_text
 
 BLOCK = 512
 RECORD = 20 * BLOCK
@@ -72,52 +73,164 @@ def tar_header(name: str, size: int, mtime: int, mode: int = 0o644) -> bytes:
 
 @dataclass(frozen=True)
 class Member:
-    """A file in an archive: where its data starts and how long it is."""
+    """A file in an archive: where its data starts and how long it is; ``kind``
+    says what a member that is not a regular file is (``symbolic link``...)."""
 
     name: str
     offset: int
     size: int
     regular: bool = True
+    kind: str = "file"
+
+
+#: An OVA holds a descriptor, a manifest, a certificate, its disks and a few
+#: small files; an archive of more members is no OVA (and is not read to its end).
+MAX_MEMBERS = 1000
+#: pax and GNU long-name headers carry a name or a size: a few hundred bytes.
+MAX_EXTENDED = 64 << 10
+_REGULAR = {b"0": "file", b"\0": "file", b"7": "file"}
+_OTHER = {b"1": "hard link", b"2": "symbolic link", b"3": "character device",
+          b"4": "block device", b"5": "directory", b"6": "FIFO"}
+_EXTENDED = (b"x", b"g", b"L", b"K")
 
 
 def list_members(path: Path) -> list[Member]:
     """The members of a tar file, in order, without reading their data.
 
-    Raises BuildError when ``path`` is not a readable tar archive or ends
-    before its last member does.
+    Reads the ustar headers itself, each bounded: a size beyond the end of the
+    file is a truncated archive before anything is read, pax and GNU long-name
+    headers hold at most 64 KiB, and an archive of more than ``MAX_MEMBERS``
+    members is refused without reading on. Raises InputError when ``path`` is
+    no regular file, BuildError when it is not a sound tar archive.
     """
     path = Path(path)
-    try:
-        total = path.stat().st_size
-        with tarfile.open(path, "r:") as tar:
-            infos = tar.getmembers()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
-    except (tarfile.TarError, EOFError) as exc:
-        if "unexpected end of data" in str(exc):
-            raise BuildError(f"{path}: truncated: the archive ends inside a member; copy or "
-                             "download it again") from None
-        raise BuildError(f"{path}: not a readable tar archive ({exc})") from None
-    members = [Member(i.name, i.offset_data, i.size, i.isreg()) for i in infos]
-    for m in members:
-        if m.offset + m.size > total:
-            raise BuildError(f"{path}: truncated: member {m.name} needs {m.offset + m.size} "
-                             f"bytes but the file has {total}")
-    _check_end_of_archive(path, members, total)
+    with open_regular(path, "an OVA file") as fh:
+        total = os.fstat(fh.fileno()).st_size
+        members = _Headers(fh, path, total).read()
+        _check_end_of_archive(fh, path, members, total)
     return members
 
 
-def _check_end_of_archive(path: Path, members: list[Member], total: int) -> None:
-    """A tar ends with two zero blocks after the last member. Python's tarfile
-    reads an archive cut right after a member's data without complaint, so an
-    OVA that lost its last kilobyte (an interrupted copy) would pass."""
+class _Headers:
+    """The header walk of ``list_members``."""
+
+    def __init__(self, fh: BinaryIO, path: Path, total: int) -> None:
+        self.fh, self.path, self.total = fh, path, total
+        self.pending: dict[str, str] = {}  # name/size from a pax or GNU header
+
+    def fail(self, number: int, text: str) -> BuildError:
+        return BuildError(f"{self.path}: not a readable tar archive: member {number} {text}")
+
+    def read(self) -> list[Member]:
+        members: list[Member] = []
+        pos = 0
+        while True:
+            self.fh.seek(pos)
+            block = self.fh.read(BLOCK)
+            if not block and not members:
+                raise BuildError(f"{self.path}: an empty file, not an OVA")
+            if len(block) < BLOCK:
+                if members:  # reported as the missing end of the archive
+                    return members
+                raise BuildError(f"{self.path}: not a readable tar archive: "
+                                 f"{len(block)} bytes, less than one tar header")
+            if block.count(0) == BLOCK:
+                return members
+            number = len(members) + 1
+            if number > MAX_MEMBERS:
+                raise BuildError(f"{self.path}: more than {MAX_MEMBERS} members; an OVA holds "
+                                 "a descriptor, a manifest and its disks (not read further)")
+            kind, size = self._header(block, number)
+            data = pos + BLOCK
+            if data + size > self.total:
+                raise BuildError(f"{self.path}: truncated: the archive ends inside member "
+                                 f"{number}, which declares {size} bytes, {self.total - data} "
+                                 "bytes after its header; copy or download it again")
+            typeflag = block[156:157]
+            if typeflag in _EXTENDED:
+                self._extended(typeflag, data, size, number)
+            else:
+                name = self.pending.pop("path", "") or self._name(block)
+                if kind == "directory":
+                    name = name.rstrip("/")
+                size = int(self.pending.pop("size", size))
+                self.pending.clear()
+                members.append(Member(name, data, size, kind == "file", kind))
+            if typeflag not in _OTHER:  # links and the like have no data blocks
+                pos = data + size + padding(size)
+            else:
+                pos = data
+
+    def _header(self, block: bytes, number: int) -> tuple[str, int]:
+        stored = block[148:156].replace(b"\0", b" ").strip()
+        if not re.fullmatch(rb"[0-7]{1,8}", stored):
+            raise self.fail(number, "has no header checksum (damaged, or not a tar file)")
+        unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+        signed = unsigned - 2 * sum(b for b in block[:148] + block[156:] if b > 127)
+        if int(stored, 8) not in (unsigned, signed):
+            raise self.fail(number, "has a header whose checksum does not match (damaged, or "
+                            "not a tar file)")
+        field = block[124:136]
+        if field[0] & 0x80:  # base-256, GNU tar's form for sizes over 8 GiB
+            size = int.from_bytes(field[1:], "big") if field[0] == 0x80 else -1
+        else:
+            digits = field.replace(b"\0", b" ").strip() or b"0"
+            size = int(digits, 8) if re.fullmatch(rb"[0-7]{1,12}", digits) else -1
+        if size < 0:
+            raise self.fail(number, f"has a size field that is not a size ({bytes(field)!r})")
+        typeflag = block[156:157]
+        kind = _REGULAR.get(typeflag) or _OTHER.get(typeflag) or \
+            f"member of tar type {typeflag!r}"
+        return kind, size
+
+    def _name(self, block: bytes) -> str:
+        name = block[:100].split(b"\0", 1)[0]
+        if block[257:262] == b"ustar" and block[345] != 0:
+            name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+        return name.decode("utf-8", errors="replace")
+
+    def _extended(self, typeflag: bytes, data: int, size: int, number: int) -> None:
+        """Apply a pax (``x``) or GNU long-name (``L``) header to the next member."""
+        if size > MAX_EXTENDED:
+            raise self.fail(number, f"is an extended header of {size} bytes; they hold a name "
+                            f"or a size, never over {size_text(MAX_EXTENDED)}")
+        self.fh.seek(data)
+        raw = self.fh.read(size)
+        if typeflag == b"L":
+            self.pending["path"] = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+        elif typeflag == b"x":
+            for key, value in _pax_records(raw):
+                if key == "path":
+                    self.pending["path"] = value
+                elif key == "size":
+                    if decimal(value, self.total) is None:
+                        raise self.fail(number, f"is a pax header with size {shown_value(value)}"
+                                        ", which is not a size within the file")
+                    self.pending["size"] = value
+
+
+def _pax_records(raw: bytes) -> Iterator[tuple[str, str]]:
+    """The ``<length> <key>=<value>`` lines of a pax header; a malformed one ends them."""
+    pos = 0
+    while pos < len(raw):
+        space = raw.find(b" ", pos, pos + MAX_DIGITS + 1)
+        length = decimal(raw[pos:space].decode("ascii", "replace"), len(raw) - pos) \
+            if space > 0 else None
+        if not length or space >= pos + length:
+            return
+        record = raw[space + 1:pos + length].rstrip(b"\n")
+        key, _, value = record.partition(b"=")
+        yield key.decode("utf-8", "replace"), value.decode("utf-8", "replace")
+        pos += length
+
+
+def _check_end_of_archive(fh: BinaryIO, path: Path, members: list[Member], total: int) -> None:
+    """A tar ends with two zero blocks after the last member. An archive cut right
+    after a member's data (an interrupted copy) must not pass."""
     end = members[-1].offset + members[-1].size if members else 0
     end += padding(end)
-    with open(path, "rb") as fh:
-        fh.seek(end)
-        tail = fh.read(2 * BLOCK)
+    fh.seek(end)
+    tail = fh.read(2 * BLOCK)
     if len(tail) < 2 * BLOCK:
         raise BuildError(f"{path}: truncated: the two zero blocks that end a tar archive are "
                          f"missing after byte {end} (the file has {total}); copy or download "

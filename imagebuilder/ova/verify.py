@@ -17,11 +17,21 @@ from typing import BinaryIO, Sequence
 from cryptography import x509
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.ova.hashing import ALGORITHMS, HashPipeline, new_hash
+from imagebuilder.ova.hashing import ALGORITHMS, CHUNK, HashPipeline, new_hash
+from imagebuilder.ova.limits import (
+    MAX_DESCRIPTOR,
+    MAX_MANIFEST,
+    kind_of,
+    open_regular,
+    shown_name,
+    shown_value,
+    size_text,
+)
 from imagebuilder.ova.manifest import Manifest, parse_manifest
 from imagebuilder.ova.ovf import ParsedOvf, parse_ovf
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
 from imagebuilder.ova.signing import chain_problems, read_certificate, signature_problems
+from imagebuilder.ova.structure import manifest_problems, reference_problems, structure_problems
 from imagebuilder.ova.tar import Member, advise_sequential, list_members
 from imagebuilder.ova.vmdk import (
     STREAM_OPTIMIZED,
@@ -30,7 +40,8 @@ from imagebuilder.ova.vmdk import (
     read_vmdk_at,
 )
 
-MAX_DESCRIPTOR = 16 << 20
+#: Problems listed at most; the rest are counted.
+MAX_LISTED = 10
 
 
 @dataclass
@@ -48,6 +59,7 @@ class VerifiedOva:
     digests: dict[str, str] = field(default_factory=dict)
     disks: dict[str, VmdkInfo] = field(default_factory=dict)
     certificate_bytes: bytes = b""
+    manifest: Manifest = field(default_factory=Manifest)
 
 
 def sidecar_path(ova: Path) -> Path:
@@ -55,53 +67,12 @@ def sidecar_path(ova: Path) -> Path:
     return ova.with_name(ova.name + ".sha256")
 
 
-def _read(fh: BinaryIO, member: Member, limit: int) -> bytes:
+def _read(fh: BinaryIO, path: Path, member: Member, limit: int, what: str) -> bytes:
     if member.size > limit:
-        raise BuildError(f"member {member.name} is {member.size} bytes; a descriptor or manifest "
-                         f"over {limit} bytes is not plausible")
+        raise BuildError(f"{path}: member {member.name} is {size_text(member.size)}; {what} over "
+                         f"{size_text(limit)} is not plausible")
     fh.seek(member.offset)
     return fh.read(member.size)
-
-
-def _structure_problems(members: list[Member]) -> list[str]:
-    problems = []
-    for i, m in enumerate(members):
-        if not m.regular:
-            problems.append(f"member {i + 1} ({m.name}) is not a regular file; an OVA holds "
-                            "only files")
-        elif "/" in m.name or m.name in (".", ".."):
-            problems.append(f"member {i + 1} ({m.name}) is not a bare file name; vSphere looks "
-                            "files up by the names the descriptor uses")
-    if not members:
-        problems.append("the archive is empty")
-    elif not members[0].name.endswith(".ovf"):
-        problems.append(f"the first member is {members[0].name}, not the OVF descriptor; the "
-                        "descriptor must come first")
-    ovfs = [m.name for m in members if m.name.endswith(".ovf")]
-    if len(ovfs) > 1:
-        problems.append(f"more than one OVF descriptor: {', '.join(ovfs)}")
-    return problems
-
-
-def _manifest_problems(members: list[Member], ovf_name: str) -> tuple[Member | None, list[str]]:
-    manifests = [(i, m) for i, m in enumerate(members) if m.name.endswith(".mf")]
-    expected = ovf_name[:-len(".ovf")] + ".mf"
-    if not manifests:
-        return None, [f"no manifest: {expected} is missing, so nothing proves the files are "
-                      "intact"]
-    problems = []
-    if len(manifests) > 1:
-        problems.append("more than one manifest: " + ", ".join(m.name for _, m in manifests))
-    index, manifest = manifests[0]
-    if manifest.name != expected:
-        problems.append(f"the manifest is named {manifest.name}; it must be {expected}, after "
-                        "the descriptor")
-    after_ovf = index == 1
-    at_end = all(m.name.endswith((".mf", ".cert")) for m in members[index:])
-    if not (after_ovf or at_end):
-        problems.append(f"the manifest {manifest.name} is member {index + 1}; it must come right "
-                        "after the descriptor (or at the very end)")
-    return manifest, problems
 
 
 @dataclass
@@ -114,6 +85,72 @@ class _Parts:
     manifest_bytes: bytes = b""
     manifest: Manifest = field(default_factory=Manifest)
     certificate_bytes: bytes = b""
+
+
+@dataclass
+class _Inspected:
+    """Everything but the digests of the disks: what a full read adds."""
+
+    members: list[Member]
+    ovf_member: Member
+    parts: _Parts
+    disks: dict[str, VmdkInfo]
+    problems: list[str]
+
+
+def _inspect(fh: BinaryIO, path: Path, members: list[Member],
+             anchors: Sequence[x509.Certificate] | None, now: dt.datetime | None) -> _Inspected:
+    """The checks that take a few small reads: member kinds, names and order, the
+    manifest's place, the descriptor, the signature, references, VMDK headers."""
+    problems = structure_problems(members)
+    ovf_member = members[0] if members and members[0].name.endswith(".ovf") else next(
+        (m for m in members if m.name.endswith(".ovf")), None)
+    if ovf_member is None:
+        raise BuildError(f"{path}: not an OVA", _listed(
+            problems + ["no OVF descriptor (.ovf) in it"]))
+    manifest_member, more = manifest_problems(members, ovf_member.name)
+    problems += more
+    parts = _read_parts(fh, path, members, ovf_member, manifest_member, problems)
+    signature = _signature_problems(parts, path, anchors, now)
+    if signature and signature[0].startswith(SIGNATURE_MISMATCH):
+        raise BuildError(f"{path}: {signature[0]}")
+    problems += signature
+    problems += reference_problems(parts.parsed, members, ovf_member, manifest_member,
+                                   parts.manifest)
+    disks, more = _disk_problems(fh, parts.parsed, {m.name: m for m in members}, path)
+    return _Inspected(members, ovf_member, parts, disks, problems + more)
+
+
+def _listed(problems: list[str]) -> list[str]:
+    """At most MAX_LISTED problems, and how many more there were."""
+    if len(problems) <= MAX_LISTED:
+        return problems
+    return problems[:MAX_LISTED] + [f"... and {len(problems) - MAX_LISTED} more"]
+
+
+def _refuse(path: Path, problems: list[str]) -> BuildError:
+    return BuildError(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}; "
+                      "this OVA would be refused or would deploy a damaged VM",
+                      _listed(problems))
+
+
+def _verified(path: Path, found: _Inspected, sha256: str,
+              digests: dict[str, str]) -> VerifiedOva:
+    parts = found.parts
+    return VerifiedOva(path, sha256, found.members, found.ovf_member.name, parts.ovf_bytes,
+                       parts.parsed, parts.manifest_name, parts.manifest_bytes, digests,
+                       found.disks, parts.certificate_bytes, parts.manifest)
+
+
+def digest_problems(manifest: Manifest, found: dict[str, str]) -> list[str]:
+    """One line per member whose digest (in ``found``) is not the manifest's."""
+    problems = []
+    for name, (algorithm, expected) in manifest.entries.items():
+        actual = found.get(name)
+        if actual is not None and actual != expected:
+            problems.append(f"{name}: its {ALGORITHMS[algorithm]} digest is {actual}, the "
+                            f"manifest says {expected}; the file is corrupt")
+    return problems
 
 
 def verify_ova(path: Path, progress: ByteProgress | None = None,
@@ -130,6 +167,7 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
     the OVA must be signed and its chain must lead to one of them, every
     certificate valid at ``now``. A signature that does not match is the one
     line of the error: nothing else in such a package can be trusted.
+    InputError when ``path`` is no regular file.
 
     ``digests`` (the file's SHA-256, each member's digest) skips the pass that
     reads the whole file: the writer that computed them on the way passes them,
@@ -137,53 +175,68 @@ def verify_ova(path: Path, progress: ByteProgress | None = None,
     path = Path(path)
     progress = progress or NoByteProgress()
     members = list_members(path)
-    problems = _structure_problems(members)
-    by_name = {m.name: m for m in members}
-    ovf_member = members[0] if members and members[0].name.endswith(".ovf") else next(
-        (m for m in members if m.name.endswith(".ovf")), None)
-    if ovf_member is None:
-        raise BuildError(f"{path}: not an OVA", problems + ["no OVF descriptor (.ovf) in it"])
-    manifest_member, more = _manifest_problems(members, ovf_member.name)
-    problems += more
-    with open(path, "rb", buffering=0) as fh:
+    with open_regular(path, "an OVA file") as fh:
         advise_sequential(fh.fileno())
-        parts = _read_parts(fh, path, members, ovf_member, manifest_member, problems)
-        signature = _signature_problems(parts, path, anchors, now)
-        if signature and signature[0].startswith(SIGNATURE_MISMATCH):
-            raise BuildError(f"{path}: {signature[0]}")
-        problems += signature
-        problems += _reference_problems(parts.parsed, members, ovf_member, manifest_member,
-                                        parts.manifest)
-        disks, more = _disk_problems(fh, parts.parsed, by_name, path)
-        problems += more
+        found = _inspect(fh, path, members, anchors, now)
         if digests is None:
-            sha256, found = _digest_pass(fh, path, members, parts.manifest, progress,
-                                         shown or path.name)
+            sha256, hashed = _digest_pass(fh, path, members, found.parts.manifest, progress,
+                                          shown or path.name)
         else:
-            sha256, found = digests[0], dict(digests[1])
-    for name, (algorithm, expected) in parts.manifest.entries.items():
-        actual = found.get(name)
-        if actual is not None and actual != expected:
-            problems.append(f"{name}: its {ALGORITHMS[algorithm]} digest is {actual}, the "
-                            f"manifest says {expected}; the file is corrupt")
+            sha256, hashed = digests[0], dict(digests[1])
+    problems = found.problems + digest_problems(found.parts.manifest, hashed)
     if check_sidecar:
         problems += _sidecar_problems(path, sha256)
     if problems:
-        raise BuildError(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}; "
-                         "this OVA would be refused or would deploy a damaged VM", problems)
-    return VerifiedOva(path, sha256, members, ovf_member.name, parts.ovf_bytes, parts.parsed,
-                       parts.manifest_name, parts.manifest_bytes, found, disks,
-                       parts.certificate_bytes)
+        raise _refuse(path, problems)
+    return _verified(path, found, sha256, hashed)
+
+
+def check_before_import(path: Path, anchors: Sequence[x509.Certificate] | None = None,
+                        now: dt.datetime | None = None) -> VerifiedOva:
+    """What an importer (``deploy-ova``, a Content Library publish) runs before it
+    creates anything: every check of ``verify_ova`` but the digests of the disks,
+    which the importer takes as it uploads them (``digest_problems`` on what it
+    hashed) so the archive is read once. The descriptor's and every other
+    member's digests are checked here. The result's ``sha256`` is empty; its
+    ``digests`` hold what was hashed. Raises as ``verify_ova`` does."""
+    path = Path(path)
+    members = list_members(path)
+    with open_regular(path, "an OVA file") as fh:
+        found = _inspect(fh, path, members, anchors, now)
+        if found.problems:
+            raise _refuse(path, found.problems)
+        manifest = found.parts.manifest
+        hashed = {m.name: member_digest(fh, m, manifest.entries[m.name][0])
+                  for m in members if m.name in manifest.entries and m.name not in found.disks}
+    problems = digest_problems(manifest, hashed)
+    if problems:
+        raise _refuse(path, problems)
+    return _verified(path, found, "", hashed)
+
+
+def member_digest(fh: BinaryIO, member: Member, algorithm: str) -> str:
+    """The digest of one member's data, read from the open archive in chunks."""
+    hasher = new_hash(algorithm)
+    fh.seek(member.offset)
+    left = member.size
+    while left:
+        chunk = fh.read(min(CHUNK, left))
+        if not chunk:
+            raise BuildError(f"{member.name}: the OVA became shorter while it was read; is "
+                             "something writing it?")
+        hasher.update(chunk)
+        left -= len(chunk)
+    return hasher.hexdigest()
 
 
 def _read_parts(fh: BinaryIO, path: Path, members: list[Member], ovf_member: Member,
                 manifest_member: Member | None, problems: list[str]) -> _Parts:
-    ovf_bytes = _read(fh, ovf_member, MAX_DESCRIPTOR)
+    ovf_bytes = _read(fh, path, ovf_member, MAX_DESCRIPTOR, "a descriptor")
     parts = _Parts(ovf_bytes, parse_ovf(ovf_bytes, f"{path.name}:{ovf_member.name}"))
     problems += [f"{ovf_member.name}: {p}" for p in parts.parsed.problems]
     if manifest_member is not None:
         parts.manifest_name = manifest_member.name
-        parts.manifest_bytes = _read(fh, manifest_member, MAX_DESCRIPTOR)
+        parts.manifest_bytes = _read(fh, path, manifest_member, MAX_MANIFEST, "a manifest")
         parts.manifest = parse_manifest(parts.manifest_bytes.decode("utf-8", errors="replace"),
                                         manifest_member.name)
         problems += parts.manifest.problems
@@ -195,7 +248,7 @@ def _read_parts(fh: BinaryIO, path: Path, members: list[Member], ovf_member: Mem
         if len(certs) > 1 or cert.name != expected or previous != parts.manifest_name:
             problems.append(f"the certificate must be one member named {expected}, right after "
                             "the manifest")
-        parts.certificate_bytes = _read(fh, cert, MAX_DESCRIPTOR)
+        parts.certificate_bytes = _read(fh, path, cert, MAX_MANIFEST, "a certificate")
     return parts
 
 
@@ -223,36 +276,6 @@ def _signature_problems(parts: _Parts, path: Path, anchors: Sequence[x509.Certif
     return []
 
 
-def _reference_problems(parsed: ParsedOvf, members: list[Member], ovf_member: Member,
-                        manifest_member: Member | None, manifest: Manifest) -> list[str]:
-    problems = []
-    by_name = {m.name: m for m in members}
-    package = {ovf_member.name} | ({manifest_member.name} if manifest_member else set())
-    package |= {m.name for m in members if m.name.endswith(".cert")}
-    referenced = set()
-    for f in parsed.files:
-        referenced.add(f.href)
-        member = by_name.get(f.href)
-        if member is None:
-            problems.append(f"{ovf_member.name} references {f.href} (File {f.id}), which is not "
-                            "in the archive")
-        elif f.size is not None and f.size != member.size:
-            problems.append(f"{ovf_member.name} gives {f.href} a size of {f.size} bytes; the "
-                            f"member has {member.size}")
-    for m in members:
-        if m.name not in referenced and m.name not in package:
-            problems.append(f"member {m.name} is not referenced by {ovf_member.name}")
-    if manifest_member is not None:
-        for name in [ovf_member.name] + sorted(referenced & set(by_name)):
-            if name not in manifest.entries:
-                problems.append(f"{manifest_member.name} has no digest for {name}")
-        for name in manifest.entries:
-            if name not in by_name:
-                problems.append(f"{manifest_member.name} lists {name}, which is not in the "
-                                "archive")
-    return problems
-
-
 def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
                    path: Path) -> tuple[dict[str, VmdkInfo], list[str]]:
     problems = []
@@ -260,17 +283,24 @@ def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
     files = {f.id: f for f in parsed.files}
     if not parsed.disks:
         problems.append("the descriptor's DiskSection lists no disk")
+    used: dict[str, str] = {}
     for disk in parsed.disks:
         ref = files.get(disk.file_ref)
+        shown = shown_name(disk.disk_id)
         if ref is None:
-            problems.append(f"Disk {disk.disk_id} refers to File {disk.file_ref!r}, which "
+            problems.append(f"Disk {shown} refers to File {shown_value(disk.file_ref)}, which "
                             "References does not list")
             continue
         member = by_name.get(ref.href)
         if member is None:
             continue  # reported with the references
+        if member.name in used:
+            problems.append(f"Disk {shown} is the file {member.name}, as Disk "
+                            f"{used[member.name]} is; each disk has a file of its own")
+            continue
+        used[member.name] = shown
         if disk.format != STREAM_OPTIMIZED_FORMAT:
-            problems.append(f"Disk {disk.disk_id}: format {disk.format!r} is not "
+            problems.append(f"Disk {shown}: format {shown_value(disk.format, 100)} is not "
                             f"{STREAM_OPTIMIZED_FORMAT}")
         try:
             info = read_vmdk_at(fh, member.offset, member.size, Path(member.name),
@@ -280,10 +310,10 @@ def _disk_problems(fh: BinaryIO, parsed: ParsedOvf, by_name: dict[str, Member],
             continue
         disks[member.name] = info
         if not info.stream_optimized:
-            problems.append(f"{member.name}: the VMDK is {info.create_type}, not "
-                            f"{STREAM_OPTIMIZED} (or lacks compressed grains with markers)")
+            problems.append(f"{member.name}: the VMDK is {info.layout}, not {STREAM_OPTIMIZED} "
+                            "(compressed grains with markers, as vSphere imports them)")
         if disk.capacity is not None and disk.capacity != info.capacity:
-            problems.append(f"Disk {disk.disk_id}: the descriptor says a capacity of "
+            problems.append(f"Disk {shown}: the descriptor says a capacity of "
                             f"{disk.capacity} bytes; the VMDK {member.name} holds "
                             f"{info.capacity}")
     return disks, problems
@@ -325,10 +355,26 @@ def _digest_pass(fh: BinaryIO, path: Path, members: list[Member], manifest: Mani
 
 def _sidecar_problems(path: Path, sha256: str) -> list[str]:
     sidecar = sidecar_path(path)
-    if not sidecar.exists():
+    try:
+        mode = sidecar.stat().st_mode
+    except FileNotFoundError:
         return []
-    words = sidecar.read_text(errors="replace").split()
+    except OSError as exc:
+        return [f"{sidecar.name}: cannot read it ({exc.strerror})"]
+    try:
+        with open_regular(sidecar, "a checksum file") as fh:
+            head = fh.read(MAX_SIDECAR)
+    except InputError:
+        return [f"{sidecar.name} is {kind_of(mode)}, not a checksum file"]
+    except OSError as exc:
+        return [f"{sidecar.name}: cannot read it ({exc.strerror})"]
+    words = head.decode("ascii", errors="replace").split()
     recorded = words[0].lower() if words else ""
     if recorded != sha256:
-        return [f"{sidecar.name} records {recorded or 'nothing'}, the OVA's SHA-256 is {sha256}"]
+        return [f"{sidecar.name} records {shown_name(recorded) if recorded else 'nothing'}, "
+                f"the OVA's SHA-256 is {sha256}"]
     return []
+
+
+#: ``<sha256>  <name>``: a line; more is read no further.
+MAX_SIDECAR = 4096

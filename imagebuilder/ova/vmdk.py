@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imagebuilder.errors import InputError
+from imagebuilder.ova.limits import MAX_DISK_BYTES, open_regular, size_text
 
 SECTOR = 512
 MAGIC = b"KDMV"
@@ -36,8 +37,9 @@ MAX_DESCRIPTOR = 1 << 20
 
 HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
 _DESCRIPTOR_START = b"# Disk DescriptorFile"
-_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$')
-_KEY_VALUE = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?(.*?)"?\s*$')
+_EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+([0-9]{1,20})\s+(\w+)(?:\s+"([^"]*)")?'
+                     r'(?:\s+([0-9]{1,20}))?\s*$', re.ASCII)
+_KEY_VALUE = re.compile(r'^([A-Za-z0-9_.]+)\s*=\s*"?(.*?)"?\s*$', re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,33 @@ class SparseHeader:
         """Compressed grains with markers, as streamOptimized requires."""
         return bool(self.flags & FLAG_COMPRESSED and self.flags & FLAG_MARKERS)
 
+    def problem(self) -> str:
+        """What is out of range in this header ("" when nothing): the values every
+        reader (vSphere's, qemu-img's, ours) relies on to find the grains."""
+        if self.version not in (1, 2, 3):
+            return f"version {self.version} is not a sparse extent version (1 to 3)"
+        if not _power_of_two(self.grain_size, 8, MAX_GRAIN_SECTORS):
+            return (f"grainSize {self.grain_size} is not a power of two from 8 to "
+                    f"{MAX_GRAIN_SECTORS} sectors")
+        if not _power_of_two(self.gtes_per_gt, 1, MAX_GTES):
+            return (f"numGTEsPerGT {self.gtes_per_gt} is not a power of two up to {MAX_GTES}")
+        if not 0 < self.capacity <= MAX_DISK_BYTES // SECTOR:
+            return (f"a capacity of {self.capacity} sectors is not from 1 sector to the "
+                    f"{size_text(MAX_DISK_BYTES)} vSphere takes")
+        if self.flags & FLAG_COMPRESSED and self.compress_algorithm != COMPRESSION_DEFLATE:
+            return (f"compressAlgorithm {self.compress_algorithm} is not deflate "
+                    f"({COMPRESSION_DEFLATE})")
+        return ""
+
+
+#: The grain sizes the format allows: powers of two of at least 4 KiB; 1 MiB is plenty.
+MAX_GRAIN_SECTORS = 2048
+MAX_GTES = 4096
+
+
+def _power_of_two(value: int, low: int, high: int) -> bool:
+    return low <= value <= high and value & (value - 1) == 0
+
 
 @dataclass(frozen=True)
 class Extent:
@@ -94,6 +123,17 @@ class VmdkInfo:
     extents: tuple[Extent, ...]
     header: SparseHeader | None
     ddb: dict[str, str]
+
+    @property
+    def layout(self) -> str:
+        """What the disk really is, for messages: its createType, and where the
+        header says otherwise, what the header says."""
+        if self.header is None:
+            return f"{self.create_type} (a descriptor whose data is in other files)"
+        if self.create_type == STREAM_OPTIMIZED and not self.header.stream_layout:
+            return (f"{STREAM_OPTIMIZED} by name only: its header (flags "
+                    f"{self.header.flags:#x}) has no compressed grains with markers")
+        return self.create_type
 
     @property
     def stream_optimized(self) -> bool:
@@ -135,29 +175,23 @@ def read_vmdk_at(fh: BinaryIO, offset: int, size: int, path: Path, shown: str) -
     """Read the VMDK stored at ``offset`` (``size`` bytes) of an open file.
 
     Used for plain files (offset 0) and for disks inside an OVA (a tar member's
-    data offset). Raises InputError naming ``shown`` when it is not a VMDK.
+    data offset). Raises InputError naming ``shown`` when it is not a VMDK or
+    its header's values are out of range.
     """
-    head = _read_exact(fh, offset, SECTOR)
-    header = SparseHeader.parse(head)
+    head = _read_exact(fh, offset, SECTOR) if size else b""
+    header = SparseHeader.parse(head[:size])
     if header is not None:
-        if header.descriptor_offset == 0 or header.descriptor_size == 0:
-            raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
-                             "split disk); give the disk's descriptor file instead")
-        length = header.descriptor_size * SECTOR
-        if length > MAX_DESCRIPTOR or (header.descriptor_offset * SECTOR + length > size):
-            raise InputError(f"{shown}: the VMDK header's descriptor location is out of range; "
-                             "the file is damaged")
-        raw = _read_exact(fh, offset + header.descriptor_offset * SECTOR, length)
-        text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
-        fields, extents = parse_descriptor(text)
-        if "createType" not in fields:
-            raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
-                             "split disk); give the disk's descriptor file instead")
+        fields, extents = _embedded_descriptor(fh, offset, size, header, shown)
         capacity = header.capacity * SECTOR
     elif head.startswith(_DESCRIPTOR_START) and size <= MAX_DESCRIPTOR:
         text = _read_exact(fh, offset, size).decode("utf-8", errors="replace")
         fields, extents = parse_descriptor(text)
         capacity = sum(e.sectors for e in extents) * SECTOR
+        if capacity > MAX_DISK_BYTES:
+            raise InputError(f"{shown}: its extents add up to {capacity} bytes, over the "
+                             f"{size_text(MAX_DISK_BYTES)} vSphere takes; the file is damaged")
+    elif not size:
+        raise InputError(f"{shown}: an empty file (0 bytes), not a VMDK")
     else:
         raise InputError(f"{shown}: not a VMDK (no sparse header and no disk descriptor)")
     create_type = fields.get("createType", "")
@@ -167,24 +201,41 @@ def read_vmdk_at(fh: BinaryIO, offset: int, size: int, path: Path, shown: str) -
     return VmdkInfo(path, create_type, capacity, size, tuple(extents), header, ddb)
 
 
+def _embedded_descriptor(fh: BinaryIO, offset: int, size: int, header: SparseHeader,
+                         shown: str) -> tuple[dict[str, str], list[Extent]]:
+    problem = header.problem()
+    if problem:
+        raise InputError(f"{shown}: the VMDK header is damaged: {problem}")
+    if header.descriptor_offset == 0 or header.descriptor_size == 0:
+        raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
+                         "split disk); give the disk's descriptor file instead")
+    length = header.descriptor_size * SECTOR
+    if length > MAX_DESCRIPTOR or (header.descriptor_offset * SECTOR + length > size):
+        raise InputError(f"{shown}: the VMDK header's descriptor location is out of range; "
+                         "the file is damaged")
+    raw = _read_exact(fh, offset + header.descriptor_offset * SECTOR, length)
+    fields, extents = parse_descriptor(raw.split(b"\0", 1)[0].decode("utf-8", errors="replace"))
+    if "createType" not in fields:
+        raise InputError(f"{shown}: a sparse extent without a descriptor (part of a "
+                         "split disk); give the disk's descriptor file instead")
+    return fields, extents
+
+
 def read_vmdk(path: Path) -> VmdkInfo:
-    """Read the VMDK at ``path``; InputError when it is missing or not a VMDK."""
+    """Read the VMDK at ``path``; InputError when it is missing, no regular file or
+    not a VMDK."""
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
+    with open_regular(path, "a VMDK file") as fh:
+        try:
             return read_vmdk_at(fh, 0, os.fstat(fh.fileno()).st_size, path, str(path))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such VMDK file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a VMDK file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
 def is_disk_extent_only(path: Path) -> bool:
     """True for a file that is only data of a disk described elsewhere: a raw
     ``-flat.vmdk`` extent or a sparse extent without a descriptor (``-s001.vmdk``)."""
-    with open(path, "rb") as fh:
+    with open_regular(path, "a VMDK file") as fh:
         head = fh.read(SECTOR)
         header = SparseHeader.parse(head)
         if header is None:
@@ -216,25 +267,35 @@ def populated_size(fh: BinaryIO, offset: int, size: int, header: SparseHeader) -
     return min(grains * grain_bytes, header.capacity * SECTOR)
 
 
+#: Grain directory entries read at a time (the directory of a large disk is megabytes).
+GD_CHUNK = 1 << 16
+
+
 def _count_grains_from_tables(fh: BinaryIO, offset: int, size: int, header: SparseHeader,
                               gd_offset: int) -> int | None:
+    """Allocated grains per the grain tables; None when the tables do not fit the
+    file (each table takes room of its own, so a directory pointing at more
+    tables than the file holds is damaged, whatever it points at)."""
     grains_total = -(-header.capacity // header.grain_size)
     tables = -(-grains_total // header.gtes_per_gt)
-    gd_bytes = tables * 4
-    if gd_offset * SECTOR + gd_bytes > size:
-        return None
-    gd = struct.unpack(f"<{tables}I", _read_exact(fh, offset + gd_offset * SECTOR, gd_bytes))
-    skip = {0, 1} if header.flags & FLAG_ZERO_GRAIN_GTE else {0}
-    count = 0
     gt_bytes = header.gtes_per_gt * 4
-    for gt_offset in gd:
-        if gt_offset == 0:
-            continue
-        if gt_offset * SECTOR + gt_bytes > size:
-            return None
-        table = struct.unpack(f"<{header.gtes_per_gt}I",
-                              _read_exact(fh, offset + gt_offset * SECTOR, gt_bytes))
-        count += sum(1 for entry in table if entry not in skip)
+    if gd_offset * SECTOR + tables * 4 > size:
+        return None
+    skip = {0, 1} if header.flags & FLAG_ZERO_GRAIN_GTE else {0}
+    count = used = 0
+    for first in range(0, tables, GD_CHUNK):
+        n = min(GD_CHUNK, tables - first)
+        gd = struct.unpack(f"<{n}I", _read_exact(fh, offset + gd_offset * SECTOR + first * 4,
+                                                 n * 4))
+        for gt_offset in gd:
+            if gt_offset == 0:
+                continue
+            used += gt_bytes
+            if gt_offset * SECTOR + gt_bytes > size or used > size:
+                return None
+            table = struct.unpack(f"<{header.gtes_per_gt}I",
+                                  _read_exact(fh, offset + gt_offset * SECTOR, gt_bytes))
+            count += sum(1 for entry in table if entry not in skip)
     return count
 
 

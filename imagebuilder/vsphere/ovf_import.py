@@ -26,11 +26,13 @@ from typing import Callable, Mapping
 from pyVmomi import vim, vmodl
 
 from imagebuilder.errors import BuildError, ImageBuilderError, InputError
-from imagebuilder.ova.archive import Member, list_members
 from imagebuilder.ova.hashing import new_hash
-from imagebuilder.ova.manifest import Manifest, parse_manifest
-from imagebuilder.ova.ovf import ParsedOvf, parse_ovf
+from imagebuilder.ova.limits import open_regular, size_text
+from imagebuilder.ova.manifest import Manifest
+from imagebuilder.ova.ovf_parse import ParsedOvf
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
+from imagebuilder.ova.tar import Member
+from imagebuilder.ova.verify import check_before_import, digest_problems, member_digest
 from imagebuilder.vsphere.driver import Driver, fault_message
 
 CHUNK = 1 << 20
@@ -44,37 +46,43 @@ def _quiet(_: str) -> None:
 
 @dataclass(frozen=True)
 class OvaPackage:
-    """An OVA's members, descriptor and manifest, read without extracting it."""
+    """An OVA checked as ``ova-verify`` checks it (all but the disks' digests, which
+    the upload takes as it streams them), read without extracting it."""
 
     path: Path
     members: dict[str, Member]
     descriptor: str
     ovf: ParsedOvf
     manifest: Manifest
+    #: Digests already checked (the descriptor and every member that is no disk).
+    checked: dict[str, str]
 
     @classmethod
     def open(cls, path: Path) -> OvaPackage:
-        """Read the OVA's member list, descriptor and manifest (InputError if it is no OVA)."""
+        """Check the OVA (``check_before_import``): BuildError listing what is wrong
+        with it, InputError when ``path`` is no regular file."""
         path = Path(path)
-        members = list_members(path)
-        ovfs = [m for m in members if m.name.endswith(".ovf")]
-        if not ovfs:
-            raise InputError(f"{path}: no OVF descriptor in it; is it an OVA?")
-        manifests = [m for m in members if m.name.endswith(".mf")]
-        with open(path, "rb") as fh:
-            fh.seek(ovfs[0].offset)
-            data = fh.read(ovfs[0].size)
-            manifest = Manifest()
-            if manifests:
-                fh.seek(manifests[0].offset)
-                manifest = parse_manifest(fh.read(manifests[0].size).decode("utf-8", "replace"),
-                                          manifests[0].name)
-        parsed = parse_ovf(data, f"{path.name}:{ovfs[0].name}")
+        verified = check_before_import(path)
         try:
-            text = data.decode("utf-8")
+            text = verified.ovf_bytes.decode("utf-8")
         except UnicodeDecodeError:
-            raise BuildError(f"{path}: the descriptor {ovfs[0].name} is not UTF-8") from None
-        return cls(path, {m.name: m for m in members}, text, parsed, manifest)
+            raise BuildError(f"{path}: the descriptor {verified.ovf_name} is not UTF-8") from None
+        return cls(path, {m.name: m for m in verified.members}, text, verified.ovf,
+                   verified.manifest, dict(verified.digests))
+
+    def check_the_rest(self, uploaded: dict[str, str]) -> None:
+        """After the uploads: each member the manifest lists has the digest it says,
+        taken on the way (``uploaded``) or, for one vCenter did not ask for, now."""
+        found = dict(self.checked, **uploaded)
+        rest = [self.members[name] for name in self.manifest.entries if name not in found]
+        if rest:
+            with open_regular(self.path, "an OVA file") as fh:
+                for member in rest:
+                    found[member.name] = member_digest(fh, member,
+                                                       self.manifest.entries[member.name][0])
+        problems = digest_problems(self.manifest, found)
+        if problems:
+            raise BuildError(f"{self.path}: {problems[0]}", problems[1:])
 
 
 def _resolve(driver: Driver, datacenter: vim.Datacenter | str,
@@ -121,7 +129,7 @@ def _network_mappings(driver: Driver, dc: vim.Datacenter, ovf: ParsedOvf,
     return out
 
 
-def import_ova(si: vim.ServiceInstance, ova: Path, name: str, *,
+def import_ova(si: vim.ServiceInstance, ova: Path | OvaPackage, name: str, *,
                datastore: vim.Datastore | str,
                datacenter: vim.Datacenter | str = "",
                cluster: vim.ClusterComputeResource | str = "",
@@ -138,6 +146,9 @@ def import_ova(si: vim.ServiceInstance, ova: Path, name: str, *,
                progress: ByteProgress | None = None,
                log: Log = _quiet) -> vim.VirtualMachine:
     """Import the OVA at ``ova`` as a VM called ``name``; return the VM.
+
+    The OVA is checked first (``OvaPackage.open``, or pass one already open):
+    what ``ova-verify`` refuses is never imported.
 
     Placement: ``datastore`` (object or name) and a ``resource_pool`` object,
     or a ``cluster``/``host`` (with ``resource_pool`` as a pool name below it,
@@ -157,9 +168,8 @@ def import_ova(si: vim.ServiceInstance, ova: Path, name: str, *,
     set from the descriptor.
     """
     progress = progress or NoByteProgress()
-    package = OvaPackage.open(ova)
-    if package.ovf.problems:
-        raise BuildError(f"{ova}: its descriptor has problems", package.ovf.problems)
+    package = ova if isinstance(ova, OvaPackage) else OvaPackage.open(ova)
+    ova = package.path
     driver = Driver(si)
     dc, pool, host_obj, ds, vm_folder = _resolve(driver, datacenter, resource_pool, cluster,
                                                   host, datastore, folder)
@@ -272,7 +282,7 @@ def _upload_all(si: vim.ServiceInstance, lease: vim.HttpNfcLease, info: vim.Http
     plan = []
     for item in items:
         member = package.members.get(item.path)
-        if member is None:
+        if member is None or item.path not in package.manifest.entries:
             raise BuildError(f"{package.path}: vCenter asks for {item.path}, which is not in "
                              "the OVA")
         url = urls.get(item.deviceId)
@@ -283,18 +293,19 @@ def _upload_all(si: vim.ServiceInstance, lease: vim.HttpNfcLease, info: vim.Http
     total = sum(member.size for _, member, _ in plan)
     netloc = si._stub.host  # where vCenter was reached; NFC URLs may say "*"
     progress.begin(f"uploading {package.path.name}", total)
+    uploaded: dict[str, str] = {}
     try:
         with _KeepAlive(lease, total, every) as keepalive:
             for item, member, url in plan:
-                log(f"uploading {member.name} ({member.size >> 20} MiB)")
+                log(f"uploading {member.name} ({size_text(member.size)})")
                 digest = _upload(url, netloc, member, package.path, bool(item.create),
                                  verify_tls, keepalive, progress,
-                                 package.manifest.entries.get(member.name, ("sha256", ""))[0])
-                expected = package.manifest.entries.get(member.name)
-                if expected and expected[1] != digest:
-                    raise BuildError(f"{package.path}: {member.name} does not match the OVA's "
-                                     f"manifest ({digest} uploaded, {expected[1]} listed); "
-                                     "the OVA is corrupt")
+                                 package.manifest.entries[member.name][0])
+                uploaded[member.name] = digest
+                wrong = digest_problems(package.manifest, {member.name: digest})
+                if wrong:
+                    raise BuildError(f"{package.path}: {wrong[0]} (as uploaded)")
+        package.check_the_rest(uploaded)
         lease.HttpNfcLeaseProgress(100)
     finally:
         progress.end()
@@ -333,7 +344,7 @@ def _upload(url: vim.HttpNfcLease.DeviceUrl, netloc: str, member: Member, ova: P
         conn.putheader("Content-Length", str(member.size))
         conn.putheader("Connection", "close")
         conn.endheaders()
-        with open(ova, "rb", buffering=0) as fh:
+        with open_regular(ova, "an OVA file") as fh:
             fh.seek(member.offset)
             remaining = member.size
             buf = memoryview(bytearray(CHUNK))

@@ -4,7 +4,9 @@
 import does: an update session on the item, each member of the archive
 (descriptor, manifest, certificate, disks, SBOM) added with its size and the
 checksum the manifest records, uploaded straight from the OVA (nothing is
-unpacked), validated and completed. Any error, Ctrl-C, SIGTERM or SIGHUP
+unpacked), validated and completed. The OVA is checked first as
+``ova-verify`` checks it; its disks' digests are taken as they upload, and
+one that is not the manifest's fails the session. Any error, Ctrl-C, SIGTERM or SIGHUP
 fails the session, so vCenter discards what was uploaded; an item this call
 created is deleted again. An item of the same name is replaced only with
 ``force`` (vCenter swaps the content when the session completes; until then
@@ -17,19 +19,17 @@ The deploy side (``deploy_from_library``) and the build step live in
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
-from imagebuilder.errors import ImageBuilderError, InputError
-from imagebuilder.ova.hashing import ALGORITHMS
-from imagebuilder.ova.manifest import parse_manifest
-from imagebuilder.ova.ovf_parse import parse_ovf
+from imagebuilder.errors import BuildError, ImageBuilderError, InputError
+from imagebuilder.ova.hashing import ALGORITHMS, LABELS
+from imagebuilder.ova.limits import open_regular, read_limited
 from imagebuilder.ova.progress import ByteProgress, NoByteProgress
-from imagebuilder.ova.signing import read_certificate, signature_problems
-from imagebuilder.ova.tar import Member, list_members
-from imagebuilder.ova.verify import sidecar_path
+from imagebuilder.ova.verify import check_before_import, sidecar_path
 from imagebuilder.vsphere.driver import datacenter_session
 from imagebuilder.vsphere.library import (
     Item,
@@ -49,7 +49,6 @@ from imagebuilder.vsphere.session import VSphereSettings
 
 #: Seconds vCenter may take to check and store the files once the session completes.
 COMPLETE_TIMEOUT = 1800
-MAX_SMALL_MEMBER = 16 << 20
 Report = Callable[[str], None]
 
 
@@ -66,6 +65,8 @@ class OvaFile:
     size: int
     algorithm: str
     checksum: str
+    #: Whether its checksum was checked already (else it is, as it uploads).
+    checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,64 +79,41 @@ class PublishedItem:
     replaced: bool
 
 
-def _read(fh: BinaryIO, member: Member) -> bytes:
-    if member.size > MAX_SMALL_MEMBER:
-        raise InputError(f"{member.name}: {member.size} bytes; a descriptor, manifest or "
-                         "certificate is never that large")
-    fh.seek(member.offset)
-    return fh.read(member.size)
-
-
 def ova_files(ova: Path) -> tuple[list[OvaFile], dict[str, str]]:
     """The members to upload with their checksums, and the image's properties.
 
-    Every member but the manifest and the certificate must be listed in the
-    manifest (vCenter checks each upload against it); a signed OVA's signature
-    must match. Raises InputError otherwise.
+    The OVA must pass ``check_before_import`` (every check of ``ova-verify`` but
+    the disks' digests, which ``publish_ova`` takes as it uploads them): a
+    manifest listing every member, a matching signature, sound VMDK headers...
+    Raises BuildError otherwise (InputError when ``ova`` is no regular file).
     """
-    members = list_members(ova)
-    by_suffix = {m.name.rsplit(".", 1)[-1]: m for m in members}
-    if "ovf" not in by_suffix or "mf" not in by_suffix:
-        raise InputError(f"{ova}: needs a descriptor (.ovf) and a manifest (.mf) to be "
-                         "published; assemble it with this tool or check it with ova-verify")
-    with open(ova, "rb") as fh:
-        descriptor = _read(fh, by_suffix["ovf"])
-        manifest_bytes = _read(fh, by_suffix["mf"])
-        small = {m.name: _read(fh, m) for m in members if m.name.endswith((".mf", ".cert"))}
-    manifest = parse_manifest(manifest_bytes.decode("utf-8", errors="replace"),
-                              by_suffix["mf"].name)
-    problems = list(manifest.problems)
-    if "cert" in by_suffix:
-        try:
-            check = read_certificate(small[by_suffix["cert"].name], by_suffix["cert"].name)
-            problems += signature_problems(check, by_suffix["mf"].name, manifest_bytes,
-                                           by_suffix["cert"].name)
-        except ValueError as exc:
-            problems.append(str(exc))
+    verified = check_before_import(ova)
+    own = {verified.manifest_name: verified.manifest_bytes}
+    if verified.certificate_bytes:
+        own[verified.ovf_name[:-len(".ovf")] + ".cert"] = verified.certificate_bytes
     files = []
-    for m in members:
-        if m.name in small:
+    for m in verified.members:
+        if m.name in own:
             files.append(OvaFile(m.name, m.offset, m.size, "SHA256",
-                                 hashlib.sha256(small[m.name]).hexdigest()))
-        elif m.name in manifest.entries:
-            algorithm, digest = manifest.entries[m.name]
-            files.append(OvaFile(m.name, m.offset, m.size, ALGORITHMS[algorithm], digest))
+                                 hashlib.sha256(own[m.name]).hexdigest(), checked=True))
         else:
-            problems.append(f"{m.name}: not in the manifest, so vCenter could not check it")
-    if problems:
-        raise InputError(f"{ova}: cannot publish it", problems)
-    return files, parse_ovf(descriptor, f"{ova.name}:{by_suffix['ovf'].name}").properties
+            algorithm, digest = verified.manifest.entries[m.name]
+            files.append(OvaFile(m.name, m.offset, m.size, ALGORITHMS[algorithm], digest,
+                                 checked=m.name in verified.digests))
+    return files, verified.ovf.properties
 
 
 def item_description(ova: Path, properties: dict[str, str]) -> str:
     """The item's description: the build's properties, and the OVA's sha256 when known."""
     lines = [f"Kubernetes node image {ova.name[:-4] if ova.name.endswith('.ova') else ova.name}"]
     lines += [f"{key}={value}" for key, value in properties.items()]
-    sidecar = sidecar_path(ova)
-    if sidecar.is_file():
-        words = sidecar.read_text(errors="replace")[:200].split()
-        if words:
-            lines.append(f"OVA_SHA256={words[0]}")
+    try:
+        words = read_limited(sidecar_path(ova), 4096, "a checksum file").decode(
+            "ascii", errors="replace").split()
+    except InputError:
+        words = []  # none, or not one: the description goes without
+    if words and re.fullmatch(r"[0-9a-f]{64}", words[0]):
+        lines.append(f"OVA_SHA256={words[0]}")
     return "\n".join(lines)
 
 
@@ -208,13 +186,14 @@ class UpdateSession:
 
 
 def _resolve_library(rest: RestSession, settings: VSphereSettings, name: str, create: bool,
-                     datastore: str, report: Report) -> Library:
+                     datastore: str, report: Report) -> tuple[Library, bool]:
+    """The library, and whether this call made it."""
     library = find_library(rest, name)
     if library is not None:
         if library.type == "SUBSCRIBED":
             raise InputError(f"library {name!r} is a subscribed library; publish to the "
                              "library it subscribes to")
-        return library
+        return library, False
     if not create:
         names = ", ".join(sorted(lib.name for lib in libraries(rest))) or "none"
         raise InputError(f"library {name!r} not found at {settings.server}; the libraries "
@@ -223,7 +202,7 @@ def _resolve_library(rest: RestSession, settings: VSphereSettings, name: str, cr
     with datacenter_session(settings) as (driver, dc):
         store_id = driver.datastore(dc, store_name)._moId
     report(f"creating the local library {name!r} on datastore {store_name}")
-    return create_library(rest, name, store_id, "Kubernetes node images (imagebuilder)")
+    return create_library(rest, name, store_id, "Kubernetes node images (imagebuilder)"), True
 
 
 def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
@@ -234,14 +213,13 @@ def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
     """Import ``ova`` into the library ``library_name`` as the OVF item ``item_name``
     (default: the OVA's name without ``.ova``); see the module's docstring."""
     ova = Path(ova)
-    if not ova.is_file():
-        raise InputError(f"{ova}: no such OVA")
     name = item_name or (ova.name[:-4] if ova.name.endswith(".ova") else ova.name)
     files, properties = ova_files(ova)
     description = item_description(ova, properties)
     progress = progress or NoByteProgress()
     with RestSession(settings) as rest:
-        library = _resolve_library(rest, settings, library_name, create, datastore, report)
+        library, made = _resolve_library(rest, settings, library_name, create, datastore,
+                                         report)
         item = find_item(rest, library, name)
         replaced = item is not None
         if item is not None and not force:
@@ -255,33 +233,50 @@ def publish_ova(settings: VSphereSettings, ova: Path, library_name: str,
             if replaced:
                 describe_item(rest, item, description)
         except BaseException:
-            if created:
-                report(f"removing the item {name!r} this publish created")
-                try:
-                    delete_item(rest, item)
-                except ImageBuilderError as exc:
-                    report(f"could not remove the item {name!r}: {exc}")
+            _undo(rest, library if made else None, item if created else None, report)
             raise
     report(f"published {ova.name} to library {library.name!r} as item {name!r}"
            + (" (replaced)" if replaced else ""))
     return PublishedItem(library, item, files, replaced)
 
 
+def _undo(rest: RestSession, library: Library | None, item: Item | None,
+          report: Report) -> None:
+    """Remove the item and the library a failed publish made (only those)."""
+    try:
+        if item is not None:
+            report(f"removing the item {item.name!r} this publish created")
+            delete_item(rest, item)
+        if library is not None:
+            report(f"removing the library {library.name!r} this publish created")
+            rest.request("DELETE", f"/com/vmware/content/local-library/id:{library.id}")
+    except ImageBuilderError as exc:
+        report(f"could not remove what this publish created: {exc.message}")
+
+
 def _upload(rest: RestSession, item: Item, ova: Path, files: list[OvaFile],
             progress: ByteProgress, report: Report, cancel: threading.Event | None,
             timeout: float) -> None:
+    hasher = hashlib.sha256()
+
     def on_chunk(chunk: bytes) -> None:
         if cancel is not None and cancel.is_set():
             raise PublishInterrupted("cancelled")
+        hasher.update(chunk)
         progress.advance(len(chunk))
 
-    with UpdateSession(rest, item) as session, open(ova, "rb") as fh:
+    with UpdateSession(rest, item) as session, open_regular(ova, "an OVA file") as fh:
         uris = [session.add(f) for f in files]
         report(f"uploading {len(files)} files of {ova.name} to item {item.name!r}")
         progress.begin(f"uploading {ova.name}", sum(f.size for f in files))
         try:
             for file, uri in zip(files, uris):
+                hasher = hashlib.new(LABELS[file.algorithm])
                 rest.upload(uri, fh, file.offset, file.size, on_chunk)
+                if not file.checked and hasher.hexdigest() != file.checksum:
+                    raise BuildError(f"{ova}: {file.name}: its {file.algorithm} digest is "
+                                     f"{hasher.hexdigest()}, the manifest says {file.checksum}; "
+                                     "the file is corrupt (as uploaded)")
         finally:
             progress.end()
         session.complete(timeout)

@@ -526,4 +526,4 @@ def test_a_disk_that_changes_while_read(env, tmp_path):
             pass
     with pytest.raises(BuildError, match="became shorter while it was being read"):
         assemble(plan, progress=Truncate())
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # the directory it made is gone too

@@ -57,7 +57,8 @@ def test_upload_error_aborts_the_lease(vcsim, tmp_path, ova):
                               tmp_path / "bad.ova")
     result = deploy(vcsim, tmp_path, str(bad), "--name", "broken")
     assert result.returncode == 1
-    assert "does not match the OVA's manifest" in result.stderr
+    assert "ubuntu-2404-kube-v1.37.1-disk-0.vmdk: its SHA256 digest is" in result.stderr
+    assert "the file is corrupt (as uploaded)" in result.stderr
     assert "importing broken: aborted the upload lease\n" in result.stdout
     assert "broken" not in objects_now(vcsim)  # nothing half-imported is left
 

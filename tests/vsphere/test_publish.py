@@ -16,7 +16,7 @@ from helpers.ova import MiB, flip_byte_in_member, make_vmdk, member_bytes
 from helpers.simulator import own_simulator
 from pyVmomi import vim
 
-from imagebuilder.errors import InputError
+from imagebuilder.errors import BuildError, InputError
 from imagebuilder.ova import assemble, plan_from_vmdks
 from imagebuilder.vcsim import vsphere_config, write_vsphere_json
 from imagebuilder.vsphere.library import RestSession, find_library, item_files, items
@@ -24,7 +24,7 @@ from imagebuilder.vsphere.library_deploy import deploy_from_library, split_libra
 from imagebuilder.vsphere.publish import library_problems, publish_ova
 from imagebuilder.vsphere.session import VSphereSettings
 
-pytestmark = [pytest.mark.vcsim, own_simulator("module", password="module-Secret-1")]
+pytestmark = [pytest.mark.vcsim, own_simulator("module")]
 STEM = "ubuntu-2204-kube-v1.37.1"
 INVENTORY = ('{"manager": "dpkg", "distro": "ubuntu", "packages": '
              '["bash\\t5.1-6ubuntu1\\tamd64\\tbash"]}')
@@ -117,10 +117,11 @@ def test_missing_library_names_the_candidates(settings, ova):
 
 
 def test_a_damaged_upload_fails_the_session_and_leaves_no_item(settings, ova, tmp_path):
-    """The disk changed after the manifest was written: vCenter (here the simulator's
-    checksum check) refuses the session; the item this publish made is gone."""
+    """The disk changed after the manifest was written: the publish's own digest of
+    what it uploaded (taken before vCenter's checksum check) fails the session;
+    the item this publish made is gone."""
     bad = flip_byte_in_member(ova, f"{STEM}-disk-0.vmdk", 4096, tmp_path / f"{STEM}.ova")
-    with pytest.raises(Exception, match="checksum"):
+    with pytest.raises(BuildError, match="disk-0.vmdk: its SHA256 digest is"):
         publish_ova(settings, bad, "damaged", create=True)
     assert library_items(settings, "damaged") == {}
 

@@ -23,7 +23,7 @@ from imagebuilder.vsphere.library import RestSession, find_item, find_library
 from imagebuilder.vsphere.library_deploy import LibraryPublishStep
 from imagebuilder.vsphere.session import VSphereSettings
 
-pytestmark = [pytest.mark.vcsim, own_simulator("module", password="module-Secret-1")]
+pytestmark = [pytest.mark.vcsim, own_simulator("module")]
 TARGET = "node-ova-local-ubuntu-2204"
 
 
