@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Callable, Iterable
 
 from imagebuilder.config.catalog import HYPERVISORS, Target, all_targets, parse_target
@@ -50,6 +51,8 @@ class RunReport:
     signal: int = 0
     #: Why the summary JSON could not be written, if it could not.
     summary_error: str = ""
+    #: This run's summary JSON, once written (builds only; None for a dry run).
+    summary_path: Path | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -241,7 +244,8 @@ def _summarise(report: RunReport, action: str, checkout: Checkout, out: IO[str])
     # The JSON first: after SIGHUP the terminal may be gone, and printing fail.
     if action == "build":
         try:
-            summary.write_json(report.results, checkout.logs_dir, report.signal)
+            report.summary_path = summary.write_json(report.results, checkout.logs_dir,
+                                                     report.signal)
         except ImageBuilderError as exc:
             report.summary_error = str(exc)
     try:
