@@ -25,7 +25,7 @@ from imagebuilder.errors import (
 from imagebuilder.planning.bases import base_target, needs_base, required_bases
 from imagebuilder.planning.inspect import dry_run_plans
 from imagebuilder.planning.plan import BuildPlan, plan_build
-from imagebuilder.planning.rules import raise_target_problems
+from imagebuilder.planning.rules import combine_target_problems, raise_target_problems
 from imagebuilder.running import summary
 from imagebuilder.running.build import (
     BUSY,
@@ -35,7 +35,7 @@ from imagebuilder.running.build import (
     clean_targets,
     run_plan,
 )
-from imagebuilder.running.progress import NullProgress, Progress
+from imagebuilder.running.progress import NullProgress, Progress, terminal_size
 from imagebuilder.running.scheduler import run_jobs
 from imagebuilder.running.stopping import stop_on_signals
 from imagebuilder.running.tools import missing_tools
@@ -181,7 +181,7 @@ def _plan_and_check(targets: list[Target], action: str, out: IO[str], checkout: 
     vSphere builds, vCenter's objects. Returns the plans and the bases to build first."""
     plans = plan_all(targets, action, checkout, knobs, options)
     _refuse_clashes(plans)
-    for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
+    for warning in _run_warnings(plans):
         print(f"warning: {warning}", file=out)
     problems = missing_tools(plans)
     if problems:
@@ -192,6 +192,14 @@ def _plan_and_check(targets: list[Target], action: str, out: IO[str], checkout: 
     _refuse_clashes(bases + plans)
     preflight(bases + plans)
     return plans, bases
+
+
+def _run_warnings(plans: list[BuildPlan]) -> list[str]:
+    """Each warning of the run once, ending with the targets it concerns (several)."""
+    per_target = [(plan.target.task_name(plan.action),
+                   [w.removeprefix(f"{plan.target.task_name('build')}: ") for w in plan.warnings])
+                  for plan in plans]
+    return combine_target_problems(per_target, len(plans))
 
 
 @dataclass
@@ -249,7 +257,8 @@ def _summarise(report: RunReport, action: str, checkout: Checkout, out: IO[str])
         except ImageBuilderError as exc:
             report.summary_error = str(exc)
     try:
-        print(summary.table(report.results), file=out)
+        print(summary.table(report.results, terminal_size(out)[0] if out.isatty() else None),
+              file=out)
         for r in report.results:
             if r.error and r.result != "ok":
                 print(f"\n{r.target}: {r.error}", file=out)
