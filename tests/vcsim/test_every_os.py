@@ -8,6 +8,7 @@ planner warn about settings that have no effect."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 
 import pytest
@@ -66,3 +67,29 @@ def test_the_simulator_file_leaves_no_no_effect_warning(checkout, vcsim):
     plans = api.plan_all(targets, "build", checkout, knobs)
     assert "boot_wait" in " ".join(plans[0].warnings)
     assert "iso_url" in " ".join(plans[2].warnings)
+
+
+def test_a_vendor_version_keeps_upstreams_names_through_the_whole_loop(checkout, vcsim_binary,
+                                                                      tmp_path):
+    """kubernetes_semver v1.33.1+vmware.1 (a vendor's build, its URLs and sha256 given):
+    VM, output directory, OVA, template and Content Library item keep the +, as upstream's
+    names do, and vSphere (the simulator) takes them as they are."""
+    vendor = tmp_path / "vendor.json"
+    vendor.write_text(json.dumps({
+        "kubernetes_semver": "v1.33.1+vmware.1", "kubernetes_series": "v1.33",
+        "kubernetes_source_type": "http", "kubernetes_http_source": "https://vendor.example.com",
+        "containerd_version": "v2.0.4+vmware.1", "containerd_sha256": "0" * 64,
+        "containerd_url": "https://vendor.example.com/containerd-v2.0.4+vmware.1.tar.gz"}))
+    target = parse_target("build-node-ova-vsphere-ubuntu-2204", checkout.os_names())
+    out = io.StringIO()
+    report = simulation.build_against_simulator(
+        [target], out=out, checkout=checkout, knobs=Knobs.from_env(
+            dict(ENV, PACKER_VAR_FILES=str(vendor))))
+    text = out.getvalue()
+    assert report.exit_code == 0, text
+    name = "ubuntu-2204-kube-v1.33.1+vmware.1"
+    ova = checkout.output_dir / name / f"{name}.ova"
+    assert f"OVA: {ova} (verified" in text and ova.with_name(f"{name}.ova.sha256").is_file()
+    for listed in (name, f"{name}-ova", f"{name}-from-library"):
+        assert f"  {listed}  (template)" in text
+    assert f"as item '{name}'" in text
