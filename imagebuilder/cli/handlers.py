@@ -26,9 +26,11 @@ PACKER_CACHE = ".packer_cache"
 
 
 def job_count(jobs: object) -> int:
-    """``--jobs`` when given, else INVOKE_BUILD_JOBS (core ``-j``), else 1."""
+    """``-j/--jobs`` when given, else INVOKE_BUILD_JOBS (core ``-j``), else 1.
+
+    invoke's task flag is checked when invoke parses it already."""
     if jobs is not None:
-        return parse_jobs(jobs, "--jobs")
+        return parse_jobs(jobs, "-j/--jobs")
     env = os.environ.get(JOBS_ENV)
     return 1 if env is None else parse_jobs(env, f"{JOBS_ENV} (or -j)")
 
