@@ -173,3 +173,22 @@ def test_image_cloudinit_keeps_snapshots_it_did_not_make(checkout, vcsim, tmp_pa
         names = [s.name for s in driver.snapshots(driver.vm(driver.datacenter("DC0"),
                                                               "DC0_H0_VM0"))]
     assert sorted(names) == ["before-upgrade", "cloudinit", "new"]
+
+
+@pytest.mark.vcsim
+@pytest.mark.packer
+@pytest.mark.slow
+@own_simulator("function", password="publish-Secret-1")
+def test_publish_a_targets_ova_from_both_front_doors(checkout, vcsim, tmp_path, monkeypatch):
+    from imagebuilder.vcsim.simulation import simulator_var_files
+    files = simulator_var_files(vcsim, tmp_path / "sim")
+    monkeypatch.setenv("PACKER_VAR_FILES", " ".join(map(str, files)))
+    built = invoke("build-node-ova-vsphere-ubuntu-2204")
+    assert built.returncode == 0, built.stdout + built.stderr
+    first = python_m("publish", "node-ova-vsphere-ubuntu-2204", "--library", "L", "--create")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "L/ubuntu-2204-kube-v1.37.1"
+    again = invoke("publish-node-ova-vsphere-ubuntu-2204", "--library", "L", "-f")
+    assert again.returncode == 0 and again.stdout.strip().endswith("L/ubuntu-2204-kube-v1.37.1")
+    refused = python_m("publish", "node-ova-vsphere-ubuntu-2204", "--library", "L")
+    assert refused.returncode == 2  # an item of that name exists: --force replaces it
