@@ -72,6 +72,16 @@ def apply_flags(calls: list, shared: dict[str, object], dry: bool) -> None:
         call.kwargs.update({k: v for k, v in shared.items() if k in flags})
 
 
+def one_batch(calls: list) -> list:
+    """The calls, when they are two or more build targets (or ``-all`` tasks) of one
+    action: one batch. Otherwise none: invoke runs them one after another."""
+    batch = [c for c in calls if getattr(c.task, "ib_batch", None)]
+    if len(batch) < 2 or len(batch) != len(calls) \
+            or len({c.task.ib_action for c in batch}) != 1:
+        return []
+    return batch
+
+
 class BuildExecutor(Executor):
     """invoke's executor with one set of build flags per command line (see above)."""
 
@@ -82,9 +92,8 @@ class BuildExecutor(Executor):
         dry = bool(self.config.run.dry)
         shared = shared_flags(calls)
         apply_flags(calls, shared, dry or bool(shared.get("dry_run")))
-        batch = [c for c in calls if getattr(c.task, "ib_batch", None)]
-        actions = {c.task.ib_action for c in batch}
-        if len(batch) < 2 or len(batch) != len(calls) or len(actions) != 1:
+        batch = one_batch(calls)
+        if not batch:
             return super().execute(*[(c.called_as, c.kwargs) for c in calls])
         first = batch[0]
         # What invoke does before each task: collection config, then the shell

@@ -27,12 +27,7 @@ def table(results: Iterable[BuildResult], width: int | None = None) -> str:
     """A fixed-width table: target, result, duration, artifact directory. When a row would
     be wider than ``width`` (a terminal's columns), its artifact directory goes on a line
     of its own below it, indented; None: no limit (logs, pipes)."""
-    rows = [("TARGET", "RESULT", "DURATION", "ARTIFACTS")]
-    for r in results:
-        result = r.result
-        if r.ok and r.validation.startswith("skipped"):
-            result += " (not validated)"  # goss did not run: see the build's log
-        rows.append((r.target, result, duration(r.seconds), r.artifact_dir or "-"))
+    rows = [("TARGET", "RESULT", "DURATION", "ARTIFACTS")] + [_row(r) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for row in rows:
@@ -42,6 +37,13 @@ def table(results: Iterable[BuildResult], width: int | None = None) -> str:
         else:
             lines.append(f"{head}  {row[3]}")
     return "\n".join(lines)
+
+
+def _row(r: BuildResult) -> tuple[str, str, str, str]:
+    result = r.result
+    if r.ok and r.validation.startswith("skipped"):
+        result += " (not validated)"  # goss did not run: see the build's log
+    return (r.target, result, duration(r.seconds), r.artifact_dir or "-")
 
 
 def write_json(results: list[BuildResult], logs_dir: Path, signum: int = 0) -> Path:
