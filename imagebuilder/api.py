@@ -283,18 +283,14 @@ def clean(targets: list[Target], checkout: Checkout | None = None,
     return [str(p) for p in clean_targets(plans)]
 
 
-#: The helper tasks in the help overview: usage, what it does.
-HELPERS = (
-    ("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)"),
-    ("deps-ova", "check Packer, its builders/plugins, ansible, ovftool"),
-    ("vcsim-build [--target T]", "builds against the embedded vCenter simulator, OVAs "
-     "deployed back"),
-    ("vcsim [--vsphere-json PATH]", "run the simulator, write a vsphere.json"),
-    ("image-cloudinit VM", "give a vCenter VM cloud-init data (guestinfo)"),
-    ("image-ssh BUILD_DIR | image-ssh-vm VM", "ssh into a built image"),
-    ("cloudinit-keys", "generate cloudinit/id_rsa.capi"),
-    ("help", "this overview"),
-)
+def _helpers() -> list[tuple[str, str]]:
+    """The helper tasks in the help overview (the command table's): usage, what it does."""
+    from imagebuilder.cli.commands import COMMANDS
+    rows = [("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)")]
+    for command in COMMANDS:
+        usage = " ".join([command.name] + [p.attr.upper() for p in command.params if p.required])
+        rows.append((usage, command.help.rstrip(".")))
+    return rows
 
 
 def _flags(options: Iterable[Option]) -> str:
@@ -311,9 +307,10 @@ def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
         lines.append(f"  build-node-ova-{hv.name}-<os>".ljust(44) + hv.summary)
         lines.append(f"  build-node-ova-{hv.name}-all".ljust(44) + f"every OS with {hv.name}")
     lines += ["", "Helpers:"]
-    lines += [f"  {usage}".ljust(44) + what for usage, what in HELPERS]
+    lines += [f"  {usage}".ljust(44) + what for usage, what in _helpers()]
     lines += ["", "Build flags:"]
-    lines += [f"  --{o.name}{'' if o.is_switch else ' N'}".ljust(44) + o.help for o in OPTIONS]
+    lines += [f"  {''.join(f'-{c}, ' for c in o.short)}--{o.name}{'' if o.is_switch else ' N'}"
+              .ljust(44) + o.help for o in OPTIONS]
     lines += ["  " + _flags(o for o in OPTIONS if o.several_only) + ": only where several "
               "targets run (the -all targets, build-all, python -m imagebuilder)",
               "  validate takes only " + _flags(o for o in OPTIONS if "validate" in o.commands),
