@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Callable, Iterable
 
 from imagebuilder.config.catalog import HYPERVISORS, Target, all_targets, parse_target
@@ -24,7 +25,7 @@ from imagebuilder.errors import (
 from imagebuilder.planning.bases import base_target, needs_base, required_bases
 from imagebuilder.planning.inspect import dry_run_plans
 from imagebuilder.planning.plan import BuildPlan, plan_build
-from imagebuilder.planning.rules import raise_target_problems
+from imagebuilder.planning.rules import combine_target_problems, raise_target_problems
 from imagebuilder.running import summary
 from imagebuilder.running.build import (
     BUSY,
@@ -34,7 +35,7 @@ from imagebuilder.running.build import (
     clean_targets,
     run_plan,
 )
-from imagebuilder.running.progress import NullProgress, Progress
+from imagebuilder.running.progress import NullProgress, Progress, terminal_size
 from imagebuilder.running.scheduler import run_jobs
 from imagebuilder.running.stopping import stop_on_signals
 from imagebuilder.running.tools import missing_tools
@@ -50,6 +51,8 @@ class RunReport:
     signal: int = 0
     #: Why the summary JSON could not be written, if it could not.
     summary_error: str = ""
+    #: This run's summary JSON, once written (builds only; None for a dry run).
+    summary_path: Path | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -178,7 +181,7 @@ def _plan_and_check(targets: list[Target], action: str, out: IO[str], checkout: 
     vSphere builds, vCenter's objects. Returns the plans and the bases to build first."""
     plans = plan_all(targets, action, checkout, knobs, options)
     _refuse_clashes(plans)
-    for warning in dict.fromkeys(w for plan in plans for w in plan.warnings):
+    for warning in _run_warnings(plans):
         print(f"warning: {warning}", file=out)
     problems = missing_tools(plans)
     if problems:
@@ -189,6 +192,14 @@ def _plan_and_check(targets: list[Target], action: str, out: IO[str], checkout: 
     _refuse_clashes(bases + plans)
     preflight(bases + plans)
     return plans, bases
+
+
+def _run_warnings(plans: list[BuildPlan]) -> list[str]:
+    """Each warning of the run once, ending with the targets it concerns (several)."""
+    per_target = [(plan.target.task_name(plan.action),
+                   [w.removeprefix(f"{plan.target.task_name('build')}: ") for w in plan.warnings])
+                  for plan in plans]
+    return combine_target_problems(per_target, len(plans))
 
 
 @dataclass
@@ -241,11 +252,13 @@ def _summarise(report: RunReport, action: str, checkout: Checkout, out: IO[str])
     # The JSON first: after SIGHUP the terminal may be gone, and printing fail.
     if action == "build":
         try:
-            summary.write_json(report.results, checkout.logs_dir, report.signal)
+            report.summary_path = summary.write_json(report.results, checkout.logs_dir,
+                                                     report.signal)
         except ImageBuilderError as exc:
             report.summary_error = str(exc)
     try:
-        print(summary.table(report.results), file=out)
+        print(summary.table(report.results, terminal_size(out)[0] if out.isatty() else None),
+              file=out)
         for r in report.results:
             if r.error and r.result != "ok":
                 print(f"\n{r.target}: {r.error}", file=out)
@@ -270,18 +283,14 @@ def clean(targets: list[Target], checkout: Checkout | None = None,
     return [str(p) for p in clean_targets(plans)]
 
 
-#: The helper tasks in the help overview: usage, what it does.
-HELPERS = (
-    ("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)"),
-    ("deps-ova", "check Packer, its builders/plugins, ansible, ovftool"),
-    ("vcsim-build [--target T]", "builds against the embedded vCenter simulator, OVAs "
-     "deployed back"),
-    ("vcsim [--vsphere-json PATH]", "run the simulator, write a vsphere.json"),
-    ("image-cloudinit VM", "give a vCenter VM cloud-init data (guestinfo)"),
-    ("image-ssh BUILD_DIR | image-ssh-vm VM", "ssh into a built image"),
-    ("cloudinit-keys", "generate cloudinit/id_rsa.capi"),
-    ("help", "this overview"),
-)
+def _helpers() -> list[tuple[str, str]]:
+    """The helper tasks in the help overview (the command table's): usage, what it does."""
+    from imagebuilder.cli.commands import COMMANDS
+    rows = [("build-all [--hypervisor HV]", "every OS of one hypervisor (default local)")]
+    for command in COMMANDS:
+        usage = " ".join([command.name] + [p.attr.upper() for p in command.params if p.required])
+        rows.append((usage, command.help.rstrip(".")))
+    return rows
 
 
 def _flags(options: Iterable[Option]) -> str:
@@ -298,9 +307,10 @@ def help_text(checkout: Checkout | None = None, program: str = "invoke") -> str:
         lines.append(f"  build-node-ova-{hv.name}-<os>".ljust(44) + hv.summary)
         lines.append(f"  build-node-ova-{hv.name}-all".ljust(44) + f"every OS with {hv.name}")
     lines += ["", "Helpers:"]
-    lines += [f"  {usage}".ljust(44) + what for usage, what in HELPERS]
+    lines += [f"  {usage}".ljust(44) + what for usage, what in _helpers()]
     lines += ["", "Build flags:"]
-    lines += [f"  --{o.name}{'' if o.is_switch else ' N'}".ljust(44) + o.help for o in OPTIONS]
+    lines += [f"  {''.join(f'-{c}, ' for c in o.short)}--{o.name}{'' if o.is_switch else ' N'}"
+              .ljust(44) + o.help for o in OPTIONS]
     lines += ["  " + _flags(o for o in OPTIONS if o.several_only) + ": only where several "
               "targets run (the -all targets, build-all, python -m imagebuilder)",
               "  validate takes only " + _flags(o for o in OPTIONS if "validate" in o.commands),

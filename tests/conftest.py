@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +14,12 @@ from helpers.common import BIN, KNOBS, REPO, STANDIN
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.errors import InputError
 from imagebuilder.vcsim import Simulator, build
+
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+# across exec: the tools the tests start would then never see a Ctrl-C. Tests that send
+# one (the stopping tests) need the children to get the default, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

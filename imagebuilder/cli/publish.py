@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from imagebuilder.errors import ImageBuilderError
+from imagebuilder.errors import ImageBuilderError, InputError
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,8 +23,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     sp = subparsers.add_parser("publish", help="publish an OVA to a vSphere Content Library",
                                description="Import an OVA as an OVF item of a Content Library "
                                "(vCenter from ova/vsphere.json and PACKER_VAR_FILES).")
-    sp.add_argument("ova", type=Path, help="the .ova file")
-    sp.add_argument("--library", required=True, help="the library's name")
+    sp.add_argument("ova", type=Path, help="the .ova file, or a target (node-ova-vsphere-"
+                    "ubuntu-2204): the OVA its last build left, as invoke's publish-<target>")
+    sp.add_argument("--library", default="", help="the library's name (a target: default its "
+                    "content_library)")
     sp.add_argument("--item", help="the item's name (default: the OVA's name without .ova)")
     sp.add_argument("--create", action="store_true",
                     help="create the library (local, on the datastore) when it is missing")
@@ -31,6 +34,17 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     sp.add_argument("--datastore", default="",
                     help="with --create: the library's datastore (default: vsphere.json's)")
     return sp
+
+
+def _target(text: Path) -> Any:
+    """The target ``text`` names (``[publish-]node-ova-<hypervisor>-<os>``), or None for an
+    OVA file's path."""
+    from imagebuilder.config.catalog import parse_target
+    from imagebuilder.config.checkout import find_checkout
+    name = str(text).removeprefix("publish-")
+    if text.suffix == ".ova" or text.exists() or not name.startswith("node-ova-"):
+        return None
+    return parse_target(name, find_checkout().os_names())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,11 +62,20 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with stop_on_signals():
-            settings = VSphereSettings.from_checkout(find_checkout(), Knobs.from_env())
-            published = publish_ova(settings, args.ova, args.library, args.item,
-                                    create=args.create, force=args.force,
-                                    datastore=args.datastore, progress=TqdmByteProgress(),
-                                    report=say)
+            target = _target(args.ova)
+            if target is not None:  # as invoke's publish-node-ova-<hypervisor>-<os>
+                from imagebuilder.vsphere.library_deploy import publish_target
+                published = publish_target(target, args.library, args.item or "",
+                                           create=args.create, force=args.force,
+                                           progress=TqdmByteProgress(), report=say)
+            else:
+                if not args.library:
+                    raise InputError(f"{args.ova}: --library is required to publish an OVA")
+                settings = VSphereSettings.from_checkout(find_checkout(), Knobs.from_env())
+                published = publish_ova(settings, args.ova, args.library, args.item,
+                                        create=args.create, force=args.force,
+                                        datastore=args.datastore, progress=TqdmByteProgress(),
+                                        report=say)
     except ImageBuilderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

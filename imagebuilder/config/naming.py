@@ -9,11 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: What a name keeps: upstream's names (``ubuntu-2204-kube-v1.33.1+vmware.1``) have
+#: letters, digits and ``. _ + -``, which file names, URL paths and vSphere names all take
+#: as they are. Anything else becomes ``-``: ``/``, ``\`` and ``%`` (vSphere stores them
+#: escaped, ``%2f``, so a name with them is not found by the name it was given), spaces,
+#: quotes and the like.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 def file_safe(text: str) -> str:
-    """``text`` with every character unsafe in a file name (``+``, ``/``...) as ``-``."""
+    """``text`` with every character outside letters, digits and ``. _ + -`` as ``-``."""
     return _UNSAFE.sub("-", text)
 
 

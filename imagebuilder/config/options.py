@@ -34,9 +34,9 @@ class Option:
     #: Only where one command runs several targets (invoke's ``-all`` tasks and
     #: ``build-all``; ``python -m imagebuilder``): a single target has nothing to share.
     several_only: bool = False
-    #: Its one-letter flag on ``python -m imagebuilder`` (invoke gives each task flag the
-    #: first free letter of its name, in the order of OPTIONS).
-    short: str | None = None
+    #: Its one-letter flags (each letter one), the same on every invoke task and
+    #: ``python -m imagebuilder`` command that takes the flag; "": the long flag only.
+    short: str = ""
     #: Its value when not given: False for a switch; None (a count) for ``jobs``.
     default: Union[bool, None] = False
     #: Whether it is one of the BuildOptions the build itself reads (otherwise it says
@@ -56,23 +56,35 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("dry-run", "print the packer command(s), secrets redacted; run nothing",
-           (BUILD, VALIDATE)),
+           (BUILD, VALIDATE), short="nd"),
     Option("jobs", "run up to N builds at once (0: no limit); default 1, or invoke's -j N / "
            "INVOKE_BUILD_JOBS", (BUILD, VALIDATE), several_only=True, short="j", default=None),
     Option("fail-fast", "stop the other builds as soon as one fails", (BUILD, VALIDATE),
            several_only=True),
     Option("stream", "echo Packer's output, each line prefixed with its target",
-           (BUILD, VALIDATE)),
+           (BUILD, VALIDATE), short="s"),
     Option("force", "replace an existing VM or template that has the build's name", (BUILD,),
-           build_option=True),
+           build_option=True, short="f"),
     Option("prepare-template", "give a linked clone's source template the snapshot it needs",
-           (BUILD,), build_option=True),
+           (BUILD,), build_option=True, short="p"),
     Option("keep-on-failure", "leave a failed build's VM in vCenter for inspection", (BUILD,),
            build_option=True),
     Option("no-deps", "refuse, instead of building a missing or stale base image first",
            (BUILD,), build_option=True),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+BY_ATTR = {option.attr: option for option in OPTIONS}
+
+#: Every one-letter flag of every command, by long name: a letter means one thing on
+#: every task. ``-n`` is --dry-run, as make's -n (``-d`` too); ``-f`` is --force
+#: wherever it exists; ``-k`` stays free for make's --keep-going. Flags not named
+#: here (and every flag of the helper commands) have no short form.
+SHORT_FLAGS: dict[str, str] = {o.name: o.short for o in OPTIONS if o.short}
+
+
+def short_flags(name: str) -> list[str]:
+    """The one-letter forms of the flag ``--name`` (dashes or underscores): ``["n", "d"]``."""
+    return list(SHORT_FLAGS.get(name.replace("_", "-"), ""))
 
 
 def options_for(command: str, several: bool) -> tuple[Option, ...]:

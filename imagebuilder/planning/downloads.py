@@ -15,6 +15,11 @@ A URL that is not the project's release URL (a mirror) and has no known
 digest must come with its checksum: that is an input error, reported before
 any VM starts. Changing only a version therefore changes the URL and its
 checksum together; it never installs the old version.
+
+A vendor's build (``v2.0.4+vmware.1``, ``v1.31.2-eks-1-31-9``) comes with its own URL
+and sha256: when a var file gives both (the CNI: ``kubernetes_cni_http_source`` and
+``kubernetes_cni_http_checksum``), the version is a label, any string of letters,
+digits and ``. + _ ~ -``; only without them must it be the project's release form.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ KNOWN_SHA256: dict[tuple[str, str, str], str] = {
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _URL = re.compile(r"^(https?|file)://")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
+#: A vendor's version label: it names files and URL paths, so no "/", space or quote.
+_LABEL = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_~-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,11 @@ class Component:
 
 def _gh(repo: str) -> str:
     return f"https://github.com/{repo}/releases/download"
+
+
+#: The CNI plugins' project: packer/config/cni.json's kubernetes_cni_http_source is its
+#: release URL, not a vendor's.
+CNI_PLUGINS = "containernetworking/plugins"
 
 
 COMPONENTS = (
@@ -139,9 +151,7 @@ def _component(comp: Component, values: dict[str, str], arch: str,
     version = values.get(comp.version_var, "").strip()
     bare = version[1:] if comp.v_prefixed and version.startswith("v") else version
     if not _VERSION.match(bare) or (comp.v_prefixed and not version.startswith("v")):
-        form = "v1.2.3" if comp.v_prefixed else "1.2.3"
-        return (f"{origin(comp.version_var)}: {comp.version_var}: {version!r} is not a "
-                f"{comp.name} release version; write it as {form!r}")
+        return _vendor_build(comp, values, version, arch, origin, user_set)
     standard = comp.release_url(bare if not comp.v_prefixed else version, arch, values)
     url = standard
     if comp.url_var and user_set(comp.url_var) and values.get(comp.url_var):
@@ -168,6 +178,32 @@ def _component(comp: Component, values: dict[str, str], arch: str,
                 f"URL for {version} and imagebuilder knows no checksum for it; set "
                 f"{comp.checksum_var} (the sha256, or the URL of a checksum file)")
     return Download(comp.name, version, url, checksum, source)
+
+
+def _vendor_build(comp: Component, values: dict[str, str], version: str, arch: str,
+                  origin: Callable[[str], str], user_set: Callable[[str], bool]) -> Download | str:
+    """A version not in the project's release form: a vendor's build, whose URL and checksum
+    a var file gives (the version is then a label), or the problem line that stops it."""
+    url_var = comp.url_var or "kubernetes_cni_http_source"
+    url = values.get(url_var, "").strip()
+    given = values.get(comp.checksum_var, "").strip()
+    own_url = user_set(url_var) and url and url.rstrip("/") != _gh(CNI_PLUGINS)
+    if not (own_url and given):
+        form = "v1.2.3" if comp.v_prefixed else "1.2.3"
+        return (f"{origin(comp.version_var)}: {comp.version_var}: {version!r} is not a "
+                f"{comp.name} release version; write it as {form!r}, or give {url_var} and "
+                f"{comp.checksum_var} (a vendor's build: its version is then a label)")
+    if not _LABEL.match(version):
+        return (f"{origin(comp.version_var)}: {comp.version_var}: {version!r} is not a "
+                "version label; use letters, digits and . + _ ~ - (at most 128)")
+    checksum = _given_checksum(given)
+    if not _checksum_ok(checksum):
+        return (f"{origin(comp.checksum_var)}: {comp.checksum_var}: {given!r} is neither "
+                "a sha256 digest (64 hex digits) nor the URL of a checksum file")
+    url = values[comp.url_var] if comp.url_var else comp.release_url(version, arch, values)
+    return Download(comp.name, version, url, checksum,
+                    f"{comp.checksum_var} from {origin(comp.checksum_var)}; the version is a "
+                    "label")
 
 
 def containerd_service_release_url(version: str) -> str:

@@ -261,8 +261,12 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
 
 def _warnings(checkout: Checkout, target: Target, merged: MergedVars,
               user_layers: list[VarLayer]) -> list[str]:
-    """Accepted settings that have no effect on this target (Windows: the other family's)."""
-    user_files = [shown(checkout, layer.path) for layer in user_layers]
+    """Accepted settings that have no effect on this target (Windows: the other family's).
+    The var files imagebuilder writes itself (the simulator's, under the work root) are
+    not the user's: what they set for every target warns about nothing."""
+    work = checkout.work_root.resolve()
+    user_files = [shown(checkout, layer.path) for layer in user_layers
+                  if not layer.path.resolve().is_relative_to(work)]
     found = [] if windows.is_windows(target) else \
         no_effect_warnings(checkout, target, merged, user_files)
     return found + windows.family_warnings(checkout, target, merged.origin, merged.values,

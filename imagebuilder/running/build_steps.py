@@ -14,6 +14,7 @@ from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
 from imagebuilder.running.packer import PackerProcess, find_packer
+from imagebuilder.running.progress import WARNING
 from imagebuilder.running.steps import BuildState, Cancelled
 
 
@@ -148,7 +149,7 @@ class PackerStep:
             return
         note = f"goss: the image will not be validated: {reason}"
         log_note(state.plan, note)
-        state.report(note)
+        state.report(WARNING + note)  # said once per run, with every build it concerns
         if self.on_line:
             self.on_line(note)
 

@@ -16,25 +16,34 @@ from typing import Iterable
 
 from imagebuilder.errors import BuildError
 from imagebuilder.running.build import BuildResult
+from imagebuilder.running.progress import duration
 
 #: The latest run's summary, a link into RUNS_DIR.
 LATEST = "summary.json"
 RUNS_DIR = "summaries"
 
 
-def table(results: Iterable[BuildResult]) -> str:
-    """A fixed-width table: target, result, duration, artifact directory."""
-    rows = [("TARGET", "RESULT", "DURATION", "ARTIFACTS")]
-    for r in results:
-        minutes, seconds = divmod(int(r.seconds), 60)
-        result = r.result
-        if r.ok and r.validation.startswith("skipped"):
-            result += " (not validated)"  # goss did not run: see the build's log
-        rows.append((r.target, result, f"{minutes}m{seconds:02d}s", r.artifact_dir or "-"))
+def table(results: Iterable[BuildResult], width: int | None = None) -> str:
+    """A fixed-width table: target, result, duration, artifact directory. When a row would
+    be wider than ``width`` (a terminal's columns), its artifact directory goes on a line
+    of its own below it, indented; None: no limit (logs, pipes)."""
+    rows = [("TARGET", "RESULT", "DURATION", "ARTIFACTS")] + [_row(r) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row))
-        for row in rows)
+    lines = []
+    for row in rows:
+        head = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+        if width and row is not rows[0] and len(head) + 2 + len(row[3]) >= width:
+            lines += [head.rstrip(), f"    {row[3]}"]
+        else:
+            lines.append(f"{head}  {row[3]}")
+    return "\n".join(lines)
+
+
+def _row(r: BuildResult) -> tuple[str, str, str, str]:
+    result = r.result
+    if r.ok and r.validation.startswith("skipped"):
+        result += " (not validated)"  # goss did not run: see the build's log
+    return (r.target, result, duration(r.seconds), r.artifact_dir or "-")
 
 
 def write_json(results: list[BuildResult], logs_dir: Path, signum: int = 0) -> Path:

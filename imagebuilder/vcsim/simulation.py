@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +33,12 @@ from imagebuilder.vsphere.settings import VSphereSettings
 #: What a build against the simulator must change: no guest to talk to.
 SIMULATOR_OVERRIDES = {"communicator": "none"}
 
+#: What the simulator cannot type (it has no console): the typed boot command of every
+#: OS. The Linux installers' is prefix + boot_media_path + suffix (RHEL, Rocky, Alma
+#: and Photon type the kickstart URL as boot_media_path), Windows EFI's boot_command.
+BLANKED = {"boot_command_prefix": "", "boot_media_path": "", "boot_command_suffix": "",
+           "boot_command": ""}
+
 #: Suffix of the template an OVA of the run is deployed back as.
 DEPLOYED_SUFFIX = "-ova"
 
@@ -43,7 +51,12 @@ def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
     An empty ``template`` makes clone builds use the base template of their
     OS (built first when missing). The simulator has no console to type a
     boot command into and this machine may not reach the OS mirrors, so base
-    builds boot a small stand-in ISO with no boot command (and no wait for one).
+    builds boot a small stand-in ISO with no boot command (and no wait for one):
+    BLANKED empties every part of the typed command, for every OS.
+
+    Written into the work root (``work_dir``), the files are imagebuilder's own:
+    their settings, the same for every target, warn about nothing (a clone has
+    no boot command, a Windows target no ``iso_url``).
     """
     directory.mkdir(parents=True, exist_ok=True)
     settings = {"template": template, "convert_to_template": "true",
@@ -58,10 +71,15 @@ def simulator_var_files(sim: Simulator, directory: Path, template: str = "",
     overrides = directory / "simulator.json"
     write_private_json(overrides, dict(
         SIMULATOR_OVERRIDES, iso_url=iso.as_uri(), iso_checksum_type="sha256",
-        iso_checksum=hashlib.sha256(iso.read_bytes()).hexdigest(),
-        boot_command_prefix="", boot_command_suffix="", boot_wait="1s",
-        boot_command=""))  # Windows EFI targets' key presses (no console to type into)
+        iso_checksum=hashlib.sha256(iso.read_bytes()).hexdigest(), boot_wait="1s",
+        **BLANKED))
     return [vsphere_file, overrides]
+
+
+def work_dir(checkout: Checkout, role: str) -> Path:
+    """This process's own directory for the simulator's var files, in the work root
+    (two runs at once each have theirs): ``output/.work/vcsim/<role>-<pid>``."""
+    return checkout.work_root / "vcsim" / f"{role}-{os.getpid()}"
 
 
 def start_simulator() -> Simulator:
@@ -130,9 +148,10 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
     sim = start_simulator()
+    directory = work_dir(checkout, "build")
     try:
         print(f"vCenter simulator at {sim.url}", file=out)
-        files = simulator_var_files(sim, checkout.work_root / "vcsim")
+        files = simulator_var_files(sim, directory)
         knobs = dataclasses.replace(knobs, packer_var_files=knobs.packer_var_files + files)
         report = api.run(targets, "build", jobs=jobs, progress=progress, out=out,
                          checkout=checkout, knobs=knobs)
@@ -144,17 +163,22 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
         return report
     finally:
         sim.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def serve(vsphere_json: Path, out: IO[str] | None = None) -> None:
-    """Run the simulator in the foreground until Ctrl-C; write a vsphere var file for it."""
+def serve(vsphere_json: Path, out: IO[str] | None = None,
+          checkout: Checkout | None = None) -> None:
+    """Run the simulator in the foreground until Ctrl-C; write a vsphere var file for it
+    (``vsphere_json``) and the simulator's overrides (in the work root, removed at the end
+    with the simulator)."""
     out = out or sys.stdout
+    directory = work_dir(checkout or find_checkout(), "serve")
     sim = start_simulator()
     try:
-        files = simulator_var_files(sim, vsphere_json.parent)
-        if files[0] != vsphere_json:
-            files[0].replace(vsphere_json)
-            files[0] = vsphere_json
+        files = simulator_var_files(sim, directory)
+        vsphere_json.parent.mkdir(parents=True, exist_ok=True)
+        files[0].replace(vsphere_json)
+        files[0] = vsphere_json
         overrides = read_var_file(files[1])
         print(f"vCenter simulator at {sim.url} (user {sim.username}; password in {vsphere_json})\n"
               f"Try:  PACKER_VAR_FILES=\"{files[0]} {files[1]}\" "
@@ -165,3 +189,4 @@ def serve(vsphere_json: Path, out: IO[str] | None = None) -> None:
             time.sleep(1)
     finally:
         sim.stop()
+        shutil.rmtree(directory, ignore_errors=True)

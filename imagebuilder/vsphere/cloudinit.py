@@ -3,7 +3,8 @@
 Replaces upstream's ``hack/image-govc-cloudinit.sh``: the VM goes back to
 its pristine snapshot ``new`` (made on first use), gets the user-data and
 meta-data as base64 guestinfo keys, and a snapshot ``cloudinit`` of that
-state, so that every test boot starts from the same place.
+state, so that every test boot starts from the same place. Snapshots of other
+names are kept (upstream removes every snapshot but ``new``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def inject(driver: Driver, vm: vim.VirtualMachine, user_data: bytes, meta_data: 
     else:
         report(f"{name}: back to snapshot {PRISTINE!r}")
         driver.revert(vm, pristine)
+        # Only our own earlier CONFIGURED snapshot goes; a snapshot someone else took
+        # (upstream's script removes every one but 'new') is kept.
         for snapshot in driver.snapshots(vm):
-            if snapshot.name != PRISTINE:
-                report(f"{name}: removing snapshot {snapshot.name!r}")
+            if snapshot.name == CONFIGURED:
+                report(f"{name}: removing the earlier snapshot {snapshot.name!r}")
                 driver.remove_snapshot(vm, snapshot)
     report(f"{name}: setting guestinfo user-data and meta-data")
     driver.set_extra_config(vm, guestinfo(user_data, meta_data))

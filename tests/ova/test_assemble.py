@@ -234,7 +234,7 @@ def test_from_vmdks_on_the_command_line(env, tmp_path):
                      "--kubernetes-version", "v1.38.0+vmware.1", "--output", str(out),
                      "--vmx", "21", "--firmware", "efi")
     assert result.returncode == 0, result.stderr
-    stem = "ubuntu-2404-efi-kube-v1.38.0-vmware.1"
+    stem = "ubuntu-2404-efi-kube-v1.38.0+vmware.1"  # upstream's name (issue 20, item 8)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{stem}{ext}" for ext in (".ova", ".ovf", ".mf", ".ova.sha256", ".provenance.json"))
     parsed = parse_ovf((out / f"{stem}.ovf").read_bytes(), "x")

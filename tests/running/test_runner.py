@@ -142,10 +142,15 @@ def test_several_named_targets_run_as_one_batch(checkout, standin, rhsm):
     summary = json.loads((checkout.output_dir / "logs" / "summary.json").read_text())
     assert sorted(b["target"] for b in summary["builds"]) == sorted(names)
     (standin / "events.log").unlink()
-    # different flags per task: invoke's own one-after-another
+    # different flags per target: refused, nothing started (issue 20: one set of flags)
     result = invoke("-j", "2", names[0], "--stream", names[1], env_extra={"STANDIN_SECONDS": "0.6"})
+    assert result.returncode == 2, result.stderr
+    assert "flags differ between targets" in result.stderr and events(standin) == []
+    # flags after the last target apply to all: one batch, both streamed
+    result = invoke("-j", "2", names[0], names[1], "--stream", env_extra={"STANDIN_SECONDS": "0.6"})
     assert result.returncode == 0, result.stderr
-    assert max_concurrency(standin) == 1
+    assert max_concurrency(standin) == 2
+    assert f"[{names[0]}] " in result.stdout and f"[{names[1]}] " in result.stdout
 
 
 def test_plain_invoke_batches_too(checkout, standin, rhsm):
