@@ -36,7 +36,7 @@ from imagebuilder.config.varfiles import (
     needs_normalising,
     packer_string,
 )
-from imagebuilder.files import write_private_json
+from imagebuilder.files import private_dir, write_private_json
 from imagebuilder.planning import downloads, goss, windows
 from imagebuilder.planning.base_inputs import inputs_hash
 from imagebuilder.planning.downloads import Download
@@ -366,7 +366,7 @@ def write_build_files(plan: BuildPlan) -> None:
     for var files holding JSON booleans or numbers, which Packer 1.x refuses;
     with the goss plugin installed, the template copy that runs goss.
     """
-    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(plan.work_dir)
     write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
         write_private_json(plan.flag_secrets_file, plan.flag_secrets)
@@ -378,6 +378,6 @@ def write_build_files(plan: BuildPlan) -> None:
                                            plan.checkout.packer_dir / "goss" / "provisioner.json")
         write_private_json(plan.template, template)
     for original, copy in plan.normalised.items():
-        copy.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(copy.parent)
         data = plan.file_data[original]
         write_private_json(copy, {k: packer_string(v) for k, v in data.items()})

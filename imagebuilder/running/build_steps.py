@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.files import open_append, open_lock, private_dir, write_file
 from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
@@ -32,8 +33,7 @@ def take_lock(plan: BuildPlan, refused: str) -> IO:
     clean of a target at a time); TargetBusy, saying ``refused``, when someone
     else holds it."""
     path = lock_path(plan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(path, "w")
+    lock = open_lock(path)  # a link planted there is replaced, never followed
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -53,8 +53,7 @@ def remove_private_files(plan: BuildPlan) -> None:
 
 def log_note(plan: BuildPlan, note: str) -> None:
     """Add one line of ours (``# imagebuilder: ...``) to the build's log."""
-    plan.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(plan.log_path, "a", encoding="utf-8") as log:
+    with open_append(plan.log_path) as log:
         log.write(f"# imagebuilder: {note}\n")
 
 
@@ -85,6 +84,8 @@ class RenderStep:
     def run(self, state: BuildState) -> None:
         """Write the build's files (and make a vSphere build's output directory)."""
         plan = state.plan
+        # Fresh and private (0700): nothing planted in it beforehand is written through.
+        private_dir(plan.work_dir, fresh=True)
         write_build_files(plan)
         state.data["install_files"] = render_install_files(plan)
         if plan.action == "build" and plan.exports:  # the OVA's SBOM and provenance read it
@@ -213,7 +214,8 @@ class RecordStep:
                 "build_date": plan.merged.get("build_date"),
                 "base_inputs_hash": plan.merged.get("base_inputs_hash") or None,
                 "files": sorted(p.name for p in plan.artifact_dir.iterdir())}
-        (plan.artifact_dir / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_file(plan.artifact_dir / "build-info.json", json.dumps(info, indent=2) + "\n",
+                   mode=0o644)
 
     def cleanup(self, state: BuildState) -> None:
         """Nothing to undo: a failed build's record goes with its directory."""
