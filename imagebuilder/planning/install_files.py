@@ -17,6 +17,7 @@ import jinja2
 import jinja2.meta
 
 from imagebuilder.config.checkout import Checkout
+from imagebuilder.config.knobs import child_env
 from imagebuilder.config.upstream import cd_content_sources
 from imagebuilder.errors import InputError
 from imagebuilder.files import copy_into, private_dir, write_file
@@ -52,7 +53,7 @@ def sha512_crypt(password: str) -> str:
         raise InputError("cannot hash the build's SSH password: this Python has no crypt "
                          "module and openssl is not installed (apt-get install openssl)")
     out = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=password + "\n",
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=child_env())
     return out.stdout.strip()
 
 

@@ -45,9 +45,12 @@ def take_lock(plan: BuildPlan, refused: str) -> IO:
 
 
 def remove_private_files(plan: BuildPlan) -> None:
-    """Remove the 0600 var files of a build (SSH password, secrets from flags,
-    normalised copies of user files)."""
-    for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
+    """Remove the 0600 files of a build that hold secrets (SSH password, secrets from
+    flags, normalised copies of user files, a template copy with the vCenter password)."""
+    paths = [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]
+    if plan.template_secrets:
+        paths.append(plan.template)
+    for path in paths:
         path.unlink(missing_ok=True)
 
 

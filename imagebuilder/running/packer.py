@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
+from imagebuilder.config.knobs import child_env
 from imagebuilder.errors import InputError
 from imagebuilder.files import open_append
 from imagebuilder.redaction import Redactor  # logs are redacted by the one set of rules
@@ -111,7 +112,9 @@ _launcher = _Launcher()
 
 def start_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(argv, **kwargs)`` for a child that must die with us,
-    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher)."""
+    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher).
+    Its environment (``env``, default ours) never holds PACKER_FLAGS' secrets."""
+    kwargs["env"] = child_env(kwargs.get("env"))
     return _launcher.popen(argv, **kwargs)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imagebuilder.config.checkout import Checkout, find_checkout
-from imagebuilder.config.knobs import openssh_major_version, tool_path
+from imagebuilder.config.knobs import child_env, openssh_major_version, tool_path
 from imagebuilder.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from imagebuilder.running.packer import INSTALL_HINT, find_packer
 
@@ -127,7 +127,8 @@ def _version(text: str) -> tuple[int, ...] | None:
 
 
 def _run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env=child_env())
 
 
 def check_packer(checkout: Checkout, init: bool = True) -> list[Check]:

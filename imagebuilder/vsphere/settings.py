@@ -139,3 +139,25 @@ class VSphereSettings:
     def login_key(self) -> tuple[str, str, str, bool, str | None]:
         """What makes two builds' logins the same one (server, user, password, TLS)."""
         return (self.server, self.username, self.password, self.insecure, self.ca_file)
+
+
+#: The longest name vCenter gives a VM or template.
+MAX_VM_NAME = 80
+
+
+def vm_name_problem(name: str) -> str | None:
+    """Why vCenter (and a local build's output, named after it) cannot take ``name``
+    as a VM's name, or None: empty, over MAX_VM_NAME characters, ``.`` or ``..``, a
+    slash or backslash (vCenter escapes them; in a file name they leave the directory),
+    leading or trailing blanks, control characters."""
+    if not name.strip():
+        return "is empty; a VM needs a name"
+    if len(name) > MAX_VM_NAME:
+        return (f"{name[:20]!r}... is {len(name)} characters long; vCenter takes at most "
+                f"{MAX_VM_NAME}")
+    if name in (".", "..") or "/" in name or "\\" in name:
+        return f"{name!r} cannot be a VM's name: no '/', '\\', '.' or '..'"
+    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"{name!r} cannot be a VM's name: no leading or trailing blanks, no control " \
+            "characters"
+    return None
