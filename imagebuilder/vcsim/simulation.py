@@ -25,6 +25,7 @@ from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.varfiles import read_var_file
 from imagebuilder.files import write_private_json
 from imagebuilder.running.progress import Progress
+from imagebuilder.running.stopping import stop_on_signals
 from imagebuilder.vcsim import Simulator, vsphere_config
 from imagebuilder.vsphere.settings import VSphereSettings
 
@@ -129,7 +130,14 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
     out = out or sys.stdout
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
-    sim = start_simulator()
+    with stop_on_signals():  # SIGTERM, SIGHUP: the simulator stops as on Ctrl-C
+        return _build_against(start_simulator(), targets, jobs, progress, out, checkout,
+                              knobs)
+
+
+def _build_against(sim: Simulator, targets: list[Target], jobs: int | None,
+                   progress: Progress | None, out: IO[str], checkout: Checkout,
+                   knobs: Knobs) -> api.RunReport:
     try:
         print(f"vCenter simulator at {sim.url}", file=out)
         files = simulator_var_files(sim, checkout.work_root / "vcsim")
@@ -149,7 +157,11 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
 def serve(vsphere_json: Path, out: IO[str] | None = None) -> None:
     """Run the simulator in the foreground until Ctrl-C; write a vsphere var file for it."""
     out = out or sys.stdout
-    sim = start_simulator()
+    with stop_on_signals():  # SIGTERM, SIGHUP (a plain kill): the simulator stops too
+        _serve(start_simulator(), vsphere_json, out)
+
+
+def _serve(sim: Simulator, vsphere_json: Path, out: IO[str]) -> None:
     try:
         files = simulator_var_files(sim, vsphere_json.parent)
         if files[0] != vsphere_json:
