@@ -16,6 +16,7 @@ from imagebuilder.errors import BuildError, ImageBuilderError
 from imagebuilder.files import remove_path
 from imagebuilder.planning import goss
 from imagebuilder.planning.plan import BuildPlan
+from imagebuilder.redaction import Redactor
 from imagebuilder.running.build_steps import (
     LockStep,
     PackerStep,
@@ -107,10 +108,12 @@ def run_plan(plan: BuildPlan, cancel: threading.Event | None = None,
         result, error = INTERRUPTED, "interrupted"
     except Exception as exc:  # an unexpected error still ends as a result, not a hang
         result, error = FAILED, f"{type(exc).__name__}: {exc}"
+    redact = Redactor(plan.secret_values)  # the table, the JSON summary, the messages
     return BuildResult(
         target=plan.target.task_name(plan.action), action=plan.action, result=result,
         seconds=round(time.monotonic() - start, 1), artifact_dir=str(plan.artifact_dir),
-        log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors,
+        log=str(plan.log_path), error=redact(error),
+        cleanup_errors=[redact(e) for e in runner.cleanup_errors],
         validation=goss.validation(plan))
 
 

@@ -14,6 +14,7 @@ from imagebuilder.files import open_append, open_lock, private_dir, write_file
 from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
+from imagebuilder.redaction import Redactor
 from imagebuilder.running.packer import PackerProcess, find_packer
 from imagebuilder.running.steps import BuildState, Cancelled
 
@@ -55,9 +56,9 @@ def remove_private_files(plan: BuildPlan) -> None:
 
 
 def log_note(plan: BuildPlan, note: str) -> None:
-    """Add one line of ours (``# imagebuilder: ...``) to the build's log."""
+    """Add one line of ours (``# imagebuilder: ...``) to the build's log, redacted."""
     with open_append(plan.log_path) as log:
-        log.write(f"# imagebuilder: {note}\n")
+        log.write(f"# imagebuilder: {Redactor(plan.secret_values)(note)}\n")
 
 
 class LockStep:
