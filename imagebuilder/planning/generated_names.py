@@ -57,7 +57,8 @@ def value_problems(checkout: Checkout, target: Target, merged: MergedVars,
     make an OVA, the OVA step's own inputs, checked now rather than after the VM."""
     os_file = str(checkout.os_file(target.os_name).relative_to(checkout.root))
     problems = value_rules.name_problems(
-        resolved, lambda key: where_set(merged)(key, os_file), windows.is_windows(target))
+        resolved, lambda key: where_set(merged)(key, os_file), windows.is_windows(target),
+        merged.values)
     if action == "build" and not target.hypervisor.base:
         problems += value_rules.ova_input_problems(os.environ)
     return problems

@@ -37,8 +37,11 @@ PATH_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_CUSTOM_PROPERTIES_BYTES = 1024 * 1024
 
 
-def name_problems(values: Mapping[str, str], where: Where, windows: bool) -> list[str]:
-    """The values that reach shell text, host names and paths in the install files."""
+def name_problems(values: Mapping[str, str], where: Where, windows: bool,
+                  raw: Mapping[str, str] | None = None) -> list[str]:
+    """The values that reach shell text, host names and paths in the install files
+    (``values`` resolved; ``raw`` as the files wrote them: Flatcar's distro_version is
+    its release, which has a rule of its own)."""
     problems = []
     user = values.get("ssh_username", "")
     if not windows and not SSH_USERNAME.match(user):
@@ -56,7 +59,8 @@ def name_problems(values: Mapping[str, str], where: Where, windows: bool) -> lis
                         "name; use letters, digits, '.', '_' and '-' (up to 63, starting with "
                         "a letter or digit): it names the VM, its host and its files")
     version = values.get("distro_version", "")
-    if version and not PATH_PART.match(version):
+    derived = "{{" in (raw or {}).get("distro_version", "")
+    if version and not derived and not PATH_PART.match(version):
         problems.append(f"{where('distro_version')}: distro_version: {version!r} cannot be a "
                         "directory name; use letters, digits, '.', '_' and '-'")
     return problems

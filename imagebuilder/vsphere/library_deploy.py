@@ -108,7 +108,8 @@ def library_settings(plan: Any) -> tuple[str, bool]:
 def vsphere_settings_of(plan: Any) -> VSphereSettings:
     """The vCenter of a vSphere build (its merged variables), else of ova/vsphere.json."""
     if plan.target.hypervisor.vsphere:
-        return VSphereSettings.from_vars(plan.merged.values)
+        from imagebuilder.vsphere.preflight import settings_of
+        return settings_of(plan)
     return VSphereSettings.from_checkout(plan.checkout, plan.knobs)
 
 

@@ -8,7 +8,7 @@ from importlib import resources
 
 from helpers.common import REPO
 
-from imagebuilder.planning import plan
+from imagebuilder.planning import rules
 from imagebuilder.vsphere import settings
 from imagebuilder.vsphere.settings import VSphereSettings
 
@@ -36,7 +36,7 @@ def test_the_shipped_vsphere_json_is_the_defaults():
 
 
 def test_the_plan_checks_the_required_fields_of_settings():
-    assert plan.VSPHERE_REQUIRED is settings.REQUIRED
+    assert rules.VSPHERE_REQUIRED is settings.REQUIRED
     assert settings.REQUIRED == ("vcenter_server", "username", "password", "datastore",
                                  "network")
     assert settings.SECRETS == ("password",)
