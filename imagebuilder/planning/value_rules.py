@@ -37,33 +37,43 @@ PATH_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_CUSTOM_PROPERTIES_BYTES = 1024 * 1024
 
 
+#: (variable, its pattern, what it must be): values that reach the installers' shell
+#: snippets, sudoers file names, host names and the install files' directories.
+_NAME_RULES = (
+    ("ssh_username", SSH_USERNAME, "is not a Linux user name; use lower-case letters, digits, "
+     "'_' and '-' (up to 32, not starting with a digit or '-')"),
+    ("build_name", HOST_NAME, "is not a host name; use letters, digits, '.', '_' and '-' (up to "
+     "63, starting with a letter or digit): it names the VM, its host and its files"),
+    ("distro_version", PATH_PART, "cannot be a directory name; use letters, digits, '.', '_' "
+     "and '-'"),
+)
+
+
 def name_problems(values: Mapping[str, str], where: Where, windows: bool,
                   raw: Mapping[str, str] | None = None) -> list[str]:
     """The values that reach shell text, host names and paths in the install files
-    (``values`` resolved; ``raw`` as the files wrote them: Flatcar's distro_version is
-    its release, which has a rule of its own)."""
+    (``values`` resolved; ``raw`` as the files wrote them: a value made from another
+    variable, as Flatcar's distro_version from its release, is that variable's to check).
+    Windows builds have no Linux user (their answer file has its own rules)."""
     problems = []
-    user = values.get("ssh_username", "")
-    if not windows and not SSH_USERNAME.match(user):
-        problems.append(f"{where('ssh_username')}: ssh_username: {user!r} is not a Linux user "
-                        "name; use lower-case letters, digits, '_' and '-' (up to 32, not "
-                        "starting with a digit or '-')")
+    for key, pattern, what in _NAME_RULES:
+        value = values.get(key, "")
+        if not _unchecked(key, value, windows, raw or {}) and not pattern.match(value):
+            problems.append(f"{where(key)}: {key}: {value!r} {what}")
     key = values.get("ssh_public_key", "")
     if key and not PUBLIC_KEY.match(key):
         problems.append(f"{where('ssh_public_key')}: ssh_public_key: not one OpenSSH public "
                         "key line such as 'ssh-ed25519 AAAA... me@host' (without quotes, "
                         "backslashes or line breaks); its value is not shown")
-    build_name = values.get("build_name", "")
-    if build_name and not HOST_NAME.match(build_name):
-        problems.append(f"{where('build_name')}: build_name: {build_name!r} is not a host "
-                        "name; use letters, digits, '.', '_' and '-' (up to 63, starting with "
-                        "a letter or digit): it names the VM, its host and its files")
-    version = values.get("distro_version", "")
-    derived = "{{" in (raw or {}).get("distro_version", "")
-    if version and not derived and not PATH_PART.match(version):
-        problems.append(f"{where('distro_version')}: distro_version: {version!r} cannot be a "
-                        "directory name; use letters, digits, '.', '_' and '-'")
     return problems
+
+
+def _unchecked(key: str, value: str, windows: bool, raw: Mapping[str, str]) -> bool:
+    """Whether a name rule leaves ``key`` alone: Windows' user, an empty optional value,
+    a value made from another variable."""
+    if key == "ssh_username":
+        return windows
+    return not value or "{{" in raw.get(key, "")
 
 
 def vm_name_problems(vm_name: str, source: str, where: Where) -> list[str]:
