@@ -592,3 +592,24 @@ def test_no_vcenter_names_the_file_that_set_it(checkout, standin, tmp_path, monk
     out, err = capsys.readouterr()
     check_outcome(case, code, out, err, d, checkout, standin)
     assert "ova/vsphere.json" not in err
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("", "--name: is empty; a VM needs a name"),
+    ("nodes/ubuntu", "--name: 'nodes/ubuntu' cannot be a VM's name"),
+    ("..", "--name: '..' cannot be a VM's name"),
+    ("n" * 81, "is 81 characters long; vCenter takes at most 80"),
+])
+def test_a_library_deploy_refuses_a_name_before_vcenter(name, expected, checkout, standin,
+                                                        tmp_path, monkeypatch):
+    """``deploy-ova --from-library LIB/ITEM NAME``: a name vCenter cannot take is exit 2
+    with one line, before any call to vCenter (none answers at 127.0.0.1:9 here)."""
+    prepare(Case("deploy", []), checkout, tmp_path, monkeypatch)
+    result = subprocess.run([str(BIN / "invoke"), "deploy-ova", "--from-library", "lib/item",
+                             name], cwd=REPO, env=dict(os.environ), capture_output=True,
+                            text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert "cannot connect" not in result.stderr and VC_PASSWORD not in result.stderr
+    assert not (checkout.root / "output").exists()
