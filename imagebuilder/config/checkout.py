@@ -58,8 +58,12 @@ class Checkout:
 
     @property
     def output_dir(self) -> Path:
-        """Where builds write: ``IB_OUTPUT_DIR``, else ``output/`` of the checkout."""
-        return Path(os.environ.get("IB_OUTPUT_DIR") or self.root / "output")
+        """Where builds write: ``IB_OUTPUT_DIR``, else ``output/`` of the checkout.
+
+        A relative ``IB_OUTPUT_DIR`` is relative to the directory the user ran the
+        command from (Packer runs in the checkout, so it is made absolute here).
+        """
+        return Path(os.path.abspath(os.environ.get("IB_OUTPUT_DIR") or self.root / "output"))
 
     @property
     def logs_dir(self) -> Path:

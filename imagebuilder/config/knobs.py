@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from imagebuilder.config.packer_flags import split_packer_flags
 from imagebuilder.config.varfiles import read_regular_file
 from imagebuilder.errors import InputError
 
@@ -60,7 +61,8 @@ def openssh_major_version(ssh: str | None = None) -> int | None:
     if not ssh:
         return None
     try:
-        out = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=10,
+                             env=child_env())
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r"OpenSSH_(\d+)", out.stderr + out.stdout)
@@ -178,11 +180,27 @@ class Knobs:
         return lines[0]
 
     def packer_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for a Packer process: secrets travel here, not in argv."""
-        env = dict(os.environ if base is None else base)
+        """The environment for a Packer process: secrets travel here, not in argv
+        (PACKER_FLAGS' own ``-var`` secrets travel in a 0600 file: see child_env)."""
+        env = child_env(base)
         env["PATH"] = tool_path(env)  # Packer's ansible provisioner looks there
         env.setdefault("FLATCAR_CHANNEL", self.flatcar_channel)
         env.setdefault("FLATCAR_VERSION", self.flatcar_version)
         if self.ansible_scp_extra_args is not None:
             env["ANSIBLE_SCP_EXTRA_ARGS"] = self.ansible_scp_extra_args
         return env
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: our environment) for a child process: PACKER_FLAGS without
+    the ``-var`` flags of secrets, which reach Packer in a 0600 file; a child (Packer,
+    its plugins, ansible, a custom post-processor, the simulator) never sees them."""
+    env = dict(os.environ if base is None else base)
+    raw = env.get("PACKER_FLAGS")
+    if raw:
+        try:
+            env["PACKER_FLAGS"] = shlex.join(split_packer_flags(shlex.split(raw)).public_flags())
+        except ValueError:  # cannot be split: the build refuses it; keep nothing of it
+            del env["PACKER_FLAGS"]
+    return env
+

@@ -72,6 +72,11 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _value(value: object) -> str:
+    """A var file's value as its file spells it: JSON (null, true, 5), a string quoted."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return "is required; add it"
@@ -79,11 +84,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return (f"{_short(json.dumps(error.instance))} is not a {_types(error)}; "
                 f"a var file holds a {_types(error)} here")
     if error.validator == "anyOf" and error.schema.get("description"):
-        return f"{_short(repr(error.instance))} is not {error.schema['description']}"
+        return f"{_short(_value(error.instance))} is not {error.schema['description']}"
     if error.validator == "enum":
-        return f"{_short(repr(error.instance))} is not one of {error.validator_value!r}"
+        return f"{_short(_value(error.instance))} is not one of {error.validator_value!r}"
     if error.validator == "pattern":
-        return f"{_short(repr(error.instance))} does not match {error.validator_value!r}"
+        return f"{_short(_value(error.instance))} does not match {error.validator_value!r}"
     return _short(error.message, 200)
 
 

@@ -50,6 +50,13 @@ def expand(text: str, values: Mapping[str, str], env: Mapping[str, str] | None =
     return REFERENCE.sub(one, text)
 
 
+def packer_escape(value: str) -> str:
+    """``value`` as a Packer JSON template must be given it to take it verbatim: Packer
+    renders every variable's value as a Go template, so each ``{{`` is written as the
+    action ``{{"{{"}}`` (which renders to ``{{``); the rest is plain text to it."""
+    return value.replace("{{", '{{"{{"}}')
+
+
 def playbook_pairs(carrier: str) -> list[tuple[str, str, bool]]:
     """The ``k={{user `x`}}`` pairs of a carrier value such as ``ansible_common_vars``, in
     order: (the pair as written, the variable ``x``, whether the reference is in quotes)."""

@@ -28,6 +28,7 @@ from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.template import for_builder
 from imagebuilder.errors import InputError
+from imagebuilder.files import write_file
 from imagebuilder.planning import goss, windows
 from imagebuilder.planning.install_files import install_values, render_into
 from imagebuilder.planning.plan import BuildPlan, plan_build
@@ -130,8 +131,8 @@ def render_target(target_name: str, output_dir: Path,
                        ("downloads.json", [{"name": d.name, "version": d.version, "url": d.url,
                                             "checksum": d.checksum, "checksum_source": d.source}
                                            for d in plan.downloads])):
-        path = output_dir / name
-        path.write_text(json.dumps(redact.data(data), indent=2, sort_keys=True) + "\n")
+        path = write_file(output_dir / name,
+                          json.dumps(redact.data(data), indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
 

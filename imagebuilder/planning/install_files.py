@@ -17,8 +17,10 @@ import jinja2
 import jinja2.meta
 
 from imagebuilder.config.checkout import Checkout
+from imagebuilder.config.knobs import child_env
 from imagebuilder.config.upstream import cd_content_sources
 from imagebuilder.errors import InputError
+from imagebuilder.files import copy_into, private_dir, write_file
 from imagebuilder.planning.plan import BuildPlan
 
 #: distro_name -> [(template under packer/install/, destination dir, file name)]
@@ -51,7 +53,7 @@ def sha512_crypt(password: str) -> str:
         raise InputError("cannot hash the build's SSH password: this Python has no crypt "
                          "module and openssl is not installed (apt-get install openssl)")
     out = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=password + "\n",
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=child_env())
     return out.stdout.strip()
 
 
@@ -87,7 +89,7 @@ def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
     env = _environment(plan.checkout.packer_dir / "install")
     destinations = {"http": http_dir, "cd": cd_dir}
     for directory in destinations.values():
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
     written = []
     distro = values.get("distro_name", "")
     for template, dest, name in INSTALL_FILES.get(distro, []):
@@ -104,14 +106,14 @@ def render_into(plan: BuildPlan, values: dict[str, str], http_dir: Path,
         if distro == "photon":  # upstream's Photon files read the kickstart from the CD
             copies.append(destinations["cd"] / version / name)
         for copy in copies:
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_text(text)
-            copy.chmod(0o600)
+            if copy.parent != destinations[dest]:
+                private_dir(copy.parent)
+            write_file(copy, text)
         written.append(path)
     written += _cd_content(values, destinations["cd"], plan.checkout.root)
     if not any(destinations["cd"].iterdir()):
         # cd_files needs at least one file to match; an empty CD is harmless.
-        (destinations["cd"] / "README").write_text(f"{plan.target.name}: no CD content\n")
+        write_file(destinations["cd"] / "README", f"{plan.target.name}: no CD content\n")
     return written
 
 
@@ -121,14 +123,9 @@ def _cd_content(values: dict[str, str], cd_dir: Path, root: Path) -> list[Path]:
     sources, problems = cd_content_sources(values.get("cd_content_location", ""), root)
     if problems:
         raise InputError(problems[0])
-    copied = []
+    copied: list[Path] = []
     for source in sources:
-        if source.is_dir():
-            shutil.copytree(source, cd_dir / source.name, dirs_exist_ok=True)
-            copied += [p for p in (cd_dir / source.name).rglob("*") if p.is_file()]
-        else:
-            shutil.copy2(source, cd_dir / source.name)
-            copied.append(cd_dir / source.name)
+        copied += copy_into(source, cd_dir)
     return copied
 
 

@@ -9,20 +9,17 @@ the build's own working directory; nothing has been written yet.
 
 from __future__ import annotations
 
-import secrets
+import json
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagebuilder import __version__
-from imagebuilder.config import naming
 from imagebuilder.config.catalog import Target
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.options import BuildOptions
-from imagebuilder.config.template import declared_variables
+from imagebuilder.config.template import declared_variables, packer_escape
 from imagebuilder.config.upstream import (
     TEMPLATE_DEFAULTS,
     set_pairs,
@@ -32,14 +29,21 @@ from imagebuilder.config.upstream import (
 from imagebuilder.config.varfiles import (
     MergedVars,
     VarLayer,
-    is_true,
     needs_normalising,
     packer_string,
 )
-from imagebuilder.files import write_private_json
-from imagebuilder.planning import downloads, goss, windows
+from imagebuilder.files import private_dir, write_private_json
+from imagebuilder.planning import downloads, goss, packer_secrets, windows
 from imagebuilder.planning.base_inputs import inputs_hash
 from imagebuilder.planning.downloads import Download
+from imagebuilder.planning.generated_names import (  # noqa: F401 (PACKER_SNAPSHOT)
+    PACKER_SNAPSHOT,
+    generated_values,
+    output_names,
+    overlay_generated,
+    value_problems,
+    vm_name_problems,
+)
 from imagebuilder.planning.inputs import (
     merge_inputs,
     packer_flags,
@@ -62,9 +66,6 @@ from imagebuilder.planning.rules import (
 )
 from imagebuilder.redaction import SECRET_VARIABLES
 
-#: The name Packer's vSphere builders give the snapshot of create_snapshot.
-PACKER_SNAPSHOT = "Created by Packer"
-
 
 @dataclass
 class BuildPlan:
@@ -83,7 +84,8 @@ class BuildPlan:
     merged: MergedVars
     #: The values this build generates for itself (build-vars.json, written 0600).
     generated: dict[str, str]
-    #: ``-var`` secrets of PACKER_FLAGS: they reach Packer in a 0600 file, not argv.
+    #: Secrets Packer reads from a 0600 var file after every other one (PACKER_FLAGS'
+    #: ``-var`` secrets, the vCenter password, the Windows password), never from argv.
     flag_secrets: dict[str, str]
     #: Var file -> its string-only copy in the work directory (what Packer reads).
     normalised: dict[Path, Path]
@@ -101,6 +103,8 @@ class BuildPlan:
     downloads: list[Download] = field(default_factory=list)
     #: Accepted settings that have no effect here: shown, never silent.
     warnings: list[str] = field(default_factory=list)
+    #: Builder fields the build's template copy sets as literals (packer_secrets.py).
+    template_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def generated_file(self) -> Path:
@@ -132,6 +136,8 @@ class BuildPlan:
                 values.add(self.merged.get(key))
         values |= {v for v in (self.knobs.rhsm_pass, self.knobs.vsphere_password,
                                self.knobs.windows_admin_password) if v}
+        values |= set(self.template_secrets.values())
+        values |= {packer_escape(v) for v in values}  # as the files Packer reads hold them
         return sorted((v for v in values if v), key=len, reverse=True)
 
     @property
@@ -152,7 +158,9 @@ class BuildPlan:
         Windows build always runs its own copy of windows.json (see windows.py)."""
         if windows.is_windows(self.target):
             return self.work_dir / windows.TEMPLATE
-        return self.work_dir / "node.json" if self.goss_plugin else self.checkout.node_template
+        if self.goss_plugin or self.template_secrets:
+            return self.work_dir / "node.json"
+        return self.checkout.node_template
 
     def var_file_arg(self, layer: VarLayer) -> str:
         """The ``-var-file`` flag of ``layer``: its string-only copy where it has one."""
@@ -219,13 +227,15 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
     if not windows.is_windows(target):  # Windows installs binaries, no packages
         problems += kubernetes_package_problems(resolved, origin)
     problems += cd_content_problems(resolved, origin("cd_content_location"), checkout.root)
+    problems += value_problems(checkout, target, merged, resolved, action)
+    problems += packer_secrets.secret_problems(target, merged, knobs)
     if problems and strict:
         raise problems_error(target.task_name(action), problems)
 
     work_dir = checkout.work_root / target.name
-    vm_name, artifact = _output_names(checkout, target, merged, resolved)
-    generated = _generated_values(checkout, target, knobs, merged, vm_name, artifact, work_dir,
-                                  time.time() if now is None else now)
+    vm_name, artifact, vm_source = output_names(checkout, target, merged, resolved)
+    generated = generated_values(checkout, target, knobs, merged, vm_name, artifact, work_dir,
+                                 time.time() if now is None else now)
     generated.update(fetched.values)
     if windows.is_windows(target):
         generated.update(windows.generated(work_dir, resolved))
@@ -235,18 +245,19 @@ def plan_build(checkout: Checkout, target: Target, knobs: Knobs,
         os_keys = list(read.data.get(checkout.os_file(target.os_name), {}))
         generated["base_inputs_hash"] = inputs_hash(checkout.root, merged.values, os_keys,
                                                     target.hypervisor.builder)
-    generated = _overlay_generated(checkout, knobs, merged, generated, user_layers)
-    hidden_source = source_problems(target, merged)
-    if hidden_source and strict:
-        raise problems_error(target.task_name(action), hidden_source)
+    generated = overlay_generated(checkout, knobs, merged, generated, user_layers)
+    late = source_problems(target, merged) + vm_name_problems(merged, vm_source)
+    if late and strict:
+        raise problems_error(target.task_name(action), late)
 
     all_layers = layers + [VarLayer(work_dir / "build-vars.json", "generated")] + user_layers
+    read_last, literal = packer_secrets.secrets_read_last(target, merged, {
+        **flags.secret_variables(), **windows.env_secrets(knobs.windows_admin_password, target)})
     return BuildPlan(
         checkout=checkout, target=target, action=action, knobs=knobs,
         flags=flags.public_flags() + stock_install_dirs(resolved, merged, work_dir),
         layers=all_layers, merged=merged, generated=generated,
-        flag_secrets={**flags.secret_variables(),
-                      **windows.env_secrets(knobs.windows_admin_password, target)},
+        flag_secrets=read_last, template_secrets=literal,
         normalised=_normalised(all_layers, read.data, rewritten, work_dir),
         work_dir=work_dir, artifact_dir=artifact,
         log_path=checkout.logs_dir / f"{target.task_name(action)}.log", file_data=read.data,
@@ -273,85 +284,6 @@ def _warnings(checkout: Checkout, target: Target, merged: MergedVars,
                                            user_files)
 
 
-def _output_names(checkout: Checkout, target: Target, merged: MergedVars,
-                  resolved: dict[str, str]) -> tuple[str, Path]:
-    """The VM's name and the output directory: ours, unless a var file sets upstream's."""
-    hv = target.hypervisor
-    build_name, semver = merged.get("build_name"), merged.get("kubernetes_semver")
-    if hv.base:
-        artifact = naming.base_artifact_dir(checkout.output_dir, build_name)
-        vm_name = naming.base_vm_name(build_name)
-    else:
-        artifact = naming.artifact_dir(checkout.output_dir, build_name, semver)
-        vm_name = naming.node_vm_name(build_name, semver)
-    # Upstream's names for the VM and its output directory, when a var file sets them.
-    name_var, dir_var = ("base_build_version", "base_output_dir") if hv.base else \
-        ("build_version", "output_dir")
-    if hv.name == "local-vmx" and resolved.get("image_name"):
-        name_var = "image_name"
-    vm_name = resolved.get(name_var) or vm_name
-    if resolved.get(dir_var):
-        artifact = checkout.root / resolved[dir_var]
-    if merged.get("output_directory"):
-        artifact = Path(merged.get("output_directory"))
-    return vm_name, artifact
-
-
-def _generated_values(checkout: Checkout, target: Target, knobs: Knobs, merged: MergedVars,
-                      vm_name: str, artifact: Path, work_dir: Path,
-                      now: float) -> dict[str, str]:
-    """What each build generates for itself: names, paths, times, its id and SSH password."""
-    hv, build_name = target.hypervisor, merged.get("build_name")
-    generated = {
-        "vm_name": vm_name,
-        "output_directory": str(artifact),
-        "manifest_output": str(artifact / "packer-manifest.json"),
-        "http_directory": str(work_dir / "http"),
-        "cd_directory": str(work_dir / "cidata"),
-        "build_timestamp": str(int(now)),
-        "build_date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        "ib_version": __version__,
-        "ib_python": sys.executable,
-        "ib_target": target.name,
-        # In the VM's extraConfig (guestinfo.imagebuilder.build_id): a cleanup
-        # destroys only the VM that carries its own build's id.
-        "ib_build_id": secrets.token_hex(12),
-        "ssh_password": secrets.token_urlsafe(24),
-    }
-    if hv.base:
-        generated["base_snapshot_name"] = \
-            PACKER_SNAPSHOT if is_true(merged.get("create_snapshot")) else ""
-    if hv.name == "vsphere-clone":
-        generated["template"] = naming.base_vm_name(build_name)
-    if hv.name == "local-vmx":
-        base = naming.base_vm_name(build_name)
-        generated["source_path"] = str(
-            naming.base_artifact_dir(checkout.output_dir, build_name) / f"{base}.vmx")
-    if knobs.vsphere_password and hv.vsphere:
-        generated["password"] = knobs.vsphere_password
-    return generated
-
-
-def _overlay_generated(checkout: Checkout, knobs: Knobs, merged: MergedVars,
-                       generated: dict[str, str],
-                       user_layers: list[VarLayer]) -> dict[str, str]:
-    """The generated values nobody set, put into ``merged`` where Packer will see them.
-
-    Generated values fill in; they never override what a var file or flag sets (a
-    template default such as ib_python's "python3" is not set by anyone). Packer reads
-    the generated file before PACKER_VAR_FILES and -var flags: where one of those sets
-    a key, even to "", that value is what Packer uses. Returns the values to write.
-    """
-    generated = {k: v for k, v in generated.items()
-                 if not merged.get(k) or merged.origin.get(k) == TEMPLATE_DEFAULTS
-                 or (k == "password" and knobs.vsphere_password)}
-    later = {shown(checkout, layer.path) for layer in user_layers} | {"PACKER_FLAGS -var"}
-    for key, value in generated.items():
-        if merged.origin.get(key) not in later:
-            merged.set(key, value, "generated")
-    return generated
-
-
 def _normalised(layers: list[VarLayer], file_data: dict[Path, dict[str, object]],
                 rewritten: set[Path], work_dir: Path) -> dict[Path, Path]:
     """Where the string-only copies of var files go: Packer 1.x refuses other values,
@@ -370,18 +302,22 @@ def write_build_files(plan: BuildPlan) -> None:
     for var files holding JSON booleans or numbers, which Packer 1.x refuses;
     with the goss plugin installed, the template copy that runs goss.
     """
-    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(plan.work_dir)
     write_private_json(plan.generated_file, plan.generated)
     if plan.flag_secrets:
         write_private_json(plan.flag_secrets_file, plan.flag_secrets)
     if windows.is_windows(plan.target):
         windows.write_files(plan.checkout, plan.work_dir, plan.template,
                             plan.merged.resolved(plan.knobs.packer_env()), plan.goss_plugin)
-    elif plan.goss_plugin:
+    elif plan.goss_plugin or plan.template_secrets:
         template = goss.template_with_goss(plan.checkout.node_template,
-                                           plan.checkout.packer_dir / "goss" / "provisioner.json")
+                                           plan.checkout.packer_dir / "goss" / "provisioner.json") \
+            if plan.goss_plugin else json.loads(plan.checkout.node_template.read_text())
         write_private_json(plan.template, template)
+    if plan.template_secrets:  # the copy holds them: 0600, gone once Packer has read it
+        write_private_json(plan.template, packer_secrets.with_literals(
+            json.loads(plan.template.read_text()), plan.template_secrets))
     for original, copy in plan.normalised.items():
-        copy.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(copy.parent)
         data = plan.file_data[original]
         write_private_json(copy, {k: packer_string(v) for k, v in data.items()})

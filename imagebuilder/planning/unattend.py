@@ -10,7 +10,6 @@ directory on the build VM's floppy (``A:``).
 
 from __future__ import annotations
 
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.files import private_dir, write_file
 
 #: Upstream's placeholder password (hack/windows-unattend.py refuses it too).
 PLACEHOLDER_PASSWORD = "S3cr3t0!"
@@ -125,21 +125,6 @@ def render_unattend(source_dir: Path, values: dict[str, str]) -> str:
     return text
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) through a temporary file of our own, created
-    exclusively and never through a link, then renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"{path}: cannot write it ({exc.strerror or exc})") from None
-
-
 def write_floppy(source_dir: Path, floppy_dir: Path, values: dict[str, str]) -> list[Path]:
     """Render the answer file and copy its scripts into ``floppy_dir``; returns the files.
 
@@ -152,16 +137,13 @@ def write_floppy(source_dir: Path, floppy_dir: Path, values: dict[str, str]) -> 
                 + edition_problems(values.get("distro_version", ""), "ova file"))
     if problems:
         raise InputError("cannot render autounattend.xml", problems)
-    if floppy_dir.is_symlink():
-        raise BuildError(f"{floppy_dir}: is a symbolic link; remove it (the build writes its "
-                         "answer file there)")
-    floppy_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(floppy_dir)  # a link planted there is removed, never written through
     written = [floppy_dir / UNATTEND]
-    _write_private(written[0], render_unattend(source_dir, values).encode("utf-8"))
+    write_file(written[0], render_unattend(source_dir, values))
     for name in SCRIPTS:
         # Windows' cmd.exe and PowerShell 5 read CRLF line ends best.
         text = (source_dir / name).read_text().replace("\r\n", "\n").replace("\n", "\r\n")
-        _write_private(floppy_dir / name, text.encode("utf-8"))
+        write_file(floppy_dir / name, text)
         written.append(floppy_dir / name)
     return written
 

@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,9 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 from imagebuilder.config.varfiles import is_true
-from imagebuilder.errors import ImageBuilderError
+from imagebuilder.errors import BuildError, ImageBuilderError
+from imagebuilder.files import remove_path
 from imagebuilder.planning import goss
 from imagebuilder.planning.plan import BuildPlan
+from imagebuilder.redaction import Redactor
 from imagebuilder.running.build_steps import (
     LockStep,
     PackerStep,
@@ -108,10 +108,12 @@ def run_plan(plan: BuildPlan, cancel: threading.Event | None = None,
         result, error = INTERRUPTED, "interrupted"
     except Exception as exc:  # an unexpected error still ends as a result, not a hang
         result, error = FAILED, f"{type(exc).__name__}: {exc}"
+    redact = Redactor(plan.secret_values)  # the table, the JSON summary, the messages
     return BuildResult(
         target=plan.target.task_name(plan.action), action=plan.action, result=result,
         seconds=round(time.monotonic() - start, 1), artifact_dir=str(plan.artifact_dir),
-        log=str(plan.log_path), error=error, cleanup_errors=runner.cleanup_errors,
+        log=str(plan.log_path), error=redact(error),
+        cleanup_errors=[redact(e) for e in runner.cleanup_errors],
         validation=goss.validation(plan))
 
 
@@ -126,10 +128,12 @@ def clean_targets(plans: list[BuildPlan]) -> list[Path]:
         for plan in plans:
             logs = sorted(plan.checkout.logs_dir.glob(f"*-{plan.target.name}.log"))
             for path in [plan.artifact_dir, plan.work_dir, *logs]:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                    removed.append(path)
-                elif path.exists():
-                    os.unlink(path)
-                    removed.append(path)
+                # A symbolic link is removed itself: what it points to is never touched.
+                try:
+                    if remove_path(path):
+                        removed.append(path)
+                except OSError as exc:
+                    raise BuildError(f"{exc.filename or path}: cannot remove it "
+                                     f"({exc.strerror or exc}); clean stopped there") \
+                        from None
     return removed

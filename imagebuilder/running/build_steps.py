@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import IO, Callable
 
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.files import open_append, open_lock, private_dir, write_file
 from imagebuilder.planning import goss, unattend
 from imagebuilder.planning.install_files import render_install_files
 from imagebuilder.planning.plan import BuildPlan, write_build_files
+from imagebuilder.redaction import Redactor
 from imagebuilder.running.packer import PackerProcess, find_packer
 from imagebuilder.running.progress import WARNING
 from imagebuilder.running.steps import BuildState, Cancelled
@@ -33,8 +35,7 @@ def take_lock(plan: BuildPlan, refused: str) -> IO:
     clean of a target at a time); TargetBusy, saying ``refused``, when someone
     else holds it."""
     path = lock_path(plan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(path, "w")
+    lock = open_lock(path)  # a link planted there is replaced, never followed
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -46,17 +47,19 @@ def take_lock(plan: BuildPlan, refused: str) -> IO:
 
 
 def remove_private_files(plan: BuildPlan) -> None:
-    """Remove the 0600 var files of a build (SSH password, secrets from flags,
-    normalised copies of user files)."""
-    for path in [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]:
+    """Remove the 0600 files of a build that hold secrets (SSH password, secrets from
+    flags, normalised copies of user files, a template copy with the vCenter password)."""
+    paths = [plan.generated_file, plan.flag_secrets_file, *plan.normalised.values()]
+    if plan.template_secrets:
+        paths.append(plan.template)
+    for path in paths:
         path.unlink(missing_ok=True)
 
 
 def log_note(plan: BuildPlan, note: str) -> None:
-    """Add one line of ours (``# imagebuilder: ...``) to the build's log."""
-    plan.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(plan.log_path, "a", encoding="utf-8") as log:
-        log.write(f"# imagebuilder: {note}\n")
+    """Add one line of ours (``# imagebuilder: ...``) to the build's log, redacted."""
+    with open_append(plan.log_path) as log:
+        log.write(f"# imagebuilder: {Redactor(plan.secret_values)(note)}\n")
 
 
 class LockStep:
@@ -86,6 +89,8 @@ class RenderStep:
     def run(self, state: BuildState) -> None:
         """Write the build's files (and make a vSphere build's output directory)."""
         plan = state.plan
+        # Fresh and private (0700): nothing planted in it beforehand is written through.
+        private_dir(plan.work_dir, fresh=True)
         write_build_files(plan)
         state.data["install_files"] = render_install_files(plan)
         if plan.action == "build" and plan.exports:  # the OVA's SBOM and provenance read it
@@ -214,7 +219,8 @@ class RecordStep:
                 "build_date": plan.merged.get("build_date"),
                 "base_inputs_hash": plan.merged.get("base_inputs_hash") or None,
                 "files": sorted(p.name for p in plan.artifact_dir.iterdir())}
-        (plan.artifact_dir / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_file(plan.artifact_dir / "build-info.json", json.dumps(info, indent=2) + "\n",
+                   mode=0o644)
 
     def cleanup(self, state: BuildState) -> None:
         """Nothing to undo: a failed build's record goes with its directory."""

@@ -14,9 +14,11 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence
 
+from imagebuilder.config.knobs import child_env
 from imagebuilder.errors import InputError
+from imagebuilder.files import open_append
 from imagebuilder.redaction import Redactor  # logs are redacted by the one set of rules
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -110,7 +112,9 @@ _launcher = _Launcher()
 
 def start_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(argv, **kwargs)`` for a child that must die with us,
-    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher)."""
+    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher).
+    Its environment (``env``, default ours) never holds PACKER_FLAGS' secrets."""
+    kwargs["env"] = child_env(kwargs.get("env"))
     return _launcher.popen(argv, **kwargs)
 
 
@@ -143,11 +147,15 @@ class PackerProcess:
 
     def start(self) -> None:
         """Start the process (in a session of its own) and the thread that logs its output."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._proc = start_child(
-            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        self._reader = threading.Thread(target=self._pump, daemon=True,
+        log = open_append(self.log_path)  # never through a link; BuildError here, not later
+        try:
+            self._proc = start_child(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        except BaseException:
+            log.close()
+            raise
+        self._reader = threading.Thread(target=self._pump, args=(log,), daemon=True,
                                         name=f"packer-log-{self.log_path.stem}")
         self._reader.start()
 
@@ -156,9 +164,9 @@ class PackerProcess:
         """The process id once started."""
         return self._proc.pid if self._proc else None
 
-    def _pump(self) -> None:
+    def _pump(self, log: IO[str]) -> None:
         assert self._proc and self._proc.stdout
-        with open(self.log_path, "a", encoding="utf-8") as log:
+        with log:
             log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} "
                       f"{' '.join(self.redact(a) for a in self.argv)}\n")
             for raw in iter(self._proc.stdout.readline, b""):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from imagebuilder.files import create_exclusive, remove_path
 from imagebuilder.ova import AssembleOptions, assemble_from_packer
 from imagebuilder.running.build_steps import log_note, run_to_end, stop
 from imagebuilder.running.packer import PackerProcess
@@ -98,11 +98,7 @@ class OvaStep:
             return
         before = state.data.get("ova_before", set())
         for name in sorted(set(os.listdir(out)) - before):
-            path = out / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+            remove_path(out / name)
 
 
 #: The interpreter line Packer's shell-local puts above inline commands.
@@ -132,11 +128,9 @@ class CustomPostProcessorStep:
         if not self.wanted(state):
             return
         plan = state.plan
-        script = plan.work_dir / "custom-post-processor.sh"
-        script.unlink(missing_ok=True)
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"{SHEBANG}\n{plan.merged.get('custom_post_processor_command')}\n")
+        script = create_exclusive(
+            plan.work_dir / "custom-post-processor.sh",
+            f"{SHEBANG}\n{plan.merged.get('custom_post_processor_command')}\n", mode=0o700)
         state.data["custom_script"] = script
         builder = plan.target.hypervisor.builder
         env = dict(plan.knobs.packer_env(), CUSTOM_POST_PROCESSOR="true",

@@ -37,16 +37,22 @@ def exit_code_of(exc: BaseException) -> int:
     return 128 + int(signal_of(exc))
 
 
+#: Whether a stop_on_signals block is open (in the main thread).
+_active: list[bool] = []
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise Stopped in the main thread.
 
     Only the first one raises: a repeated signal (CI sends SIGTERM again, a
     shell sends SIGHUP to everything) must not abandon the cleanups the first
-    one started; they run to the end. Outside the main thread (where Python
-    cannot install handlers) this does nothing.
+    one started; they run to the end. Within another such block (a command that
+    starts a simulator, then builds) the outer one's handlers stay: one signal,
+    one Stopped. Outside the main thread (where Python cannot install handlers)
+    this does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _active:
         yield
         return
     raised = threading.Event()
@@ -57,8 +63,10 @@ def stop_on_signals() -> Iterator[None]:
             raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from imagebuilder.errors import BuildError
+from imagebuilder.files import WriteError, write_file
 from imagebuilder.running.build import BuildResult
 from imagebuilder.running.progress import duration
 
@@ -62,21 +63,21 @@ def write_json(results: list[BuildResult], logs_dir: Path, signum: int = 0) -> P
     run_file = logs_dir / RUNS_DIR / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
                                       + f"-{os.getpid()}.json")
     latest = logs_dir / LATEST
-    tmp_file = run_file.with_name(run_file.name + ".tmp")
     tmp_link = latest.with_name(f".{LATEST}.{os.getpid()}.tmp")
     try:
         run_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp_file.write_text(json.dumps(doc, indent=2) + "\n")
-        tmp_file.replace(run_file)
+        # Created exclusively and renamed into place: never written through a link.
+        write_file(run_file, json.dumps(doc, indent=2) + "\n", mode=0o644)
         tmp_link.unlink(missing_ok=True)
         tmp_link.symlink_to(run_file.relative_to(logs_dir))
         tmp_link.replace(latest)
-    except OSError as exc:
-        for tmp in (tmp_file, tmp_link):
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-        raise BuildError(f"{exc.filename or run_file}: cannot write the run's summary "
-                         f"({exc.strerror or exc}); the table above is all there is") from None
+    except (OSError, WriteError) as exc:
+        try:
+            tmp_link.unlink(missing_ok=True)
+        except OSError:
+            pass
+        where, why = (exc.path, exc.reason) if isinstance(exc, WriteError) else \
+            (exc.filename or run_file, exc.strerror or exc)
+        raise BuildError(f"{where}: cannot write the run's summary ({why}); the table above "
+                         "is all there is") from None
     return run_file

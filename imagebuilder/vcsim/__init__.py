@@ -199,8 +199,9 @@ class Simulator:
         work = Path(self._workdir.name)
         ready = work / "ready.json"
         stderr_path = work / "stderr.txt"
+        # The password in the environment: anyone can read a process's arguments.
         args = [str(binary), "-listen", "127.0.0.1:0", "-username", self.username,
-                "-password", self.password, "-ready-file", str(ready)]
+                "-ready-file", str(ready)]
         for flag, value in self.model.items():
             args += [f"-{flag}", str(int(value))]
         if self.power_off_after > 0:
@@ -211,7 +212,20 @@ class Simulator:
         # the builds' cleanups have used it; it still dies with us (start_child).
         with open(stderr_path, "wb") as stderr:
             self._proc = start_child(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=stderr, start_new_session=True)
+                                     stderr=stderr, start_new_session=True,
+                                     env={**os.environ, "VCSIM_PASSWORD": self.password})
+        try:
+            info = self._wait_until_ready(ready, stderr_path, binary)
+        except BaseException:  # not ready, or Ctrl-C/SIGTERM meanwhile: nothing stays
+            self.stop()
+            raise
+        self.url, self.host, self.pid = info["url"], info["host"], info["pid"]
+        return self
+
+    def _wait_until_ready(self, ready: Path, stderr_path: Path, binary: Path) -> dict[str, Any]:
+        """The ready file's JSON once the simulator serves; BuildError with its stderr
+        when it exits first or takes longer than ``timeout``."""
+        assert self._proc is not None
         deadline = time.monotonic() + self.timeout
         while not ready.exists():
             failure = None
@@ -221,13 +235,10 @@ class Simulator:
                 failure = f"was not ready within {self.timeout:g} seconds"
             if failure:
                 output = stderr_path.read_text(errors="replace").strip()
-                self.stop()
                 raise BuildError(f"The vCenter simulator ({binary}) {failure}."
                                  + (f" Its stderr:\n{output}" if output else ""))
             time.sleep(0.05)
-        info: dict[str, Any] = json.loads(ready.read_text())
-        self.url, self.host, self.pid = info["url"], info["host"], info["pid"]
-        return self
+        return json.loads(ready.read_text())
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the simulator (SIGTERM, then SIGKILL after ``grace`` seconds)

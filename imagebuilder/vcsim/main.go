@@ -116,7 +116,7 @@ func powerOffGuests(u *url.URL, since time.Time, after time.Duration) {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 	username := flag.String("username", "user", "login user name")
-	password := flag.String("password", "pass", "login password")
+	password := flag.String("password", "pass", "login password (VCSIM_PASSWORD in the environment wins: a command line is readable by every user)")
 	readyFile := flag.String("ready-file", "", "write connection details as JSON to this file once serving")
 	model := simulator.VPX()
 	powerOffAfter := flag.Duration("power-off-after", 0, "power off VMs this long after they are powered on (0: never)")
@@ -130,6 +130,9 @@ func main() {
 	flag.BoolVar(&simulator.ExportFailHalfway, "fail-export-get", false,
 		"break every export download (NFC GET) half-way, as a failing network would")
 	flag.Parse()
+	if env, ok := os.LookupEnv("VCSIM_PASSWORD"); ok {
+		*password = env
+	}
 	log.SetPrefix("vcsim: ")
 	log.SetFlags(0)
 

@@ -27,6 +27,7 @@ from imagebuilder.config.knobs import Knobs
 from imagebuilder.config.varfiles import read_var_file
 from imagebuilder.files import write_private_json
 from imagebuilder.running.progress import Progress
+from imagebuilder.running.stopping import stop_on_signals
 from imagebuilder.vcsim import Simulator, vsphere_config
 from imagebuilder.vsphere.settings import VSphereSettings
 
@@ -147,8 +148,15 @@ def build_against_simulator(targets: list[Target], jobs: int | None = 1,
     out = out or sys.stdout
     checkout = checkout or find_checkout()
     knobs = knobs or Knobs.from_env()
-    sim = start_simulator()
     directory = work_dir(checkout, "build")
+    with stop_on_signals():  # SIGTERM, SIGHUP: the simulator stops as on Ctrl-C
+        return _build_against(start_simulator(), directory, targets, jobs, progress, out,
+                              checkout, knobs)
+
+
+def _build_against(sim: Simulator, directory: Path, targets: list[Target], jobs: int | None,
+                   progress: Progress | None, out: IO[str], checkout: Checkout,
+                   knobs: Knobs) -> api.RunReport:
     try:
         print(f"vCenter simulator at {sim.url}", file=out)
         files = simulator_var_files(sim, directory)
@@ -173,7 +181,11 @@ def serve(vsphere_json: Path, out: IO[str] | None = None,
     with the simulator)."""
     out = out or sys.stdout
     directory = work_dir(checkout or find_checkout(), "serve")
-    sim = start_simulator()
+    with stop_on_signals():  # SIGTERM, SIGHUP (a plain kill): the simulator stops too
+        _serve(start_simulator(), directory, vsphere_json, out)
+
+
+def _serve(sim: Simulator, directory: Path, vsphere_json: Path, out: IO[str]) -> None:
     try:
         files = simulator_var_files(sim, directory)
         vsphere_json.parent.mkdir(parents=True, exist_ok=True)

@@ -118,9 +118,8 @@ class Driver:
             return self._find("datacenter", name, None, " in this vCenter")
         if len(found) == 1:
             return next(iter(found.values()))
-        raise InputError("vsphere.json: datacenter: is empty and this vCenter has "
-                         f"{len(found)} datacenters ({', '.join(sorted(found)) or 'none'}); "
-                         "name one")
+        raise InputError(f"is empty and this vCenter has {len(found)} datacenters "
+                         f"({', '.join(sorted(found)) or 'none'}); set datacenter to one")
 
     def cluster(self, dc: vim.Datacenter, name: str) -> vim.ClusterComputeResource:
         """The cluster ``name`` in ``dc``; InputError listing the clusters there."""

@@ -74,10 +74,10 @@ def _check_answer(what: str, status: int, raw: bytes) -> None:
 class RestSession:
     """A logged-in Automation API session (``with RestSession(settings) as rest``)."""
 
-    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json",
+    def __init__(self, settings: VSphereSettings, where: str = "",
                  timeout: float = REQUEST_TIMEOUT) -> None:
         self.settings = settings
-        self.where = where
+        self.where = where or settings.where
         self.timeout = timeout
         self.token = ""
         self._context = _ssl_context(settings)

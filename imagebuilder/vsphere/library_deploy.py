@@ -20,6 +20,7 @@ from imagebuilder.vsphere.driver import datacenter_session
 from imagebuilder.vsphere.library import RestSession, find_item, find_library
 from imagebuilder.vsphere.publish import PublishInterrupted, publish_ova
 from imagebuilder.vsphere.session import VSphereSettings
+from imagebuilder.vsphere.settings import vm_name_problem
 
 #: The template's variables that ask for the last step (ours, and EKS Anywhere's name).
 LIBRARY_VARIABLES = ("content_library", "vsphere_library_name")
@@ -40,7 +41,11 @@ def deploy_from_library(settings: VSphereSettings, library_name: str, item_name:
                         network: str | None = None, template: bool = False,
                         snapshot: str | None = None,
                         report: Callable[[str], None] = lambda _: None) -> str:
-    """Deploy the library item as the VM ``name``; returns its managed object id."""
+    """Deploy the library item as the VM ``name``; returns its managed object id.
+    A name vCenter cannot take is InputError before any call to vCenter."""
+    problem = vm_name_problem(name)
+    if problem:
+        raise InputError(f"--name: {problem}")
     with datacenter_session(settings) as (driver, dc):
         if driver.find_vm(dc, name) is not None:
             raise InputError(f"a VM or template named {name!r} already exists in datacenter "
@@ -108,7 +113,8 @@ def library_settings(plan: Any) -> tuple[str, bool]:
 def vsphere_settings_of(plan: Any) -> VSphereSettings:
     """The vCenter of a vSphere build (its merged variables), else of ova/vsphere.json."""
     if plan.target.hypervisor.vsphere:
-        return VSphereSettings.from_vars(plan.merged.values)
+        from imagebuilder.vsphere.preflight import settings_of
+        return settings_of(plan)
     return VSphereSettings.from_checkout(plan.checkout, plan.knobs)
 
 

@@ -25,8 +25,15 @@ BASE_SNAPSHOT = "imagebuilder-base"
 def field_file(plan: BuildPlan, key: str) -> str:
     """The var file that set ``key`` (or where the user should set it)."""
     origin = plan.merged.origin.get(key, TEMPLATE_DEFAULTS)
+    if origin == "PACKER_FLAGS -var":
+        return "PACKER_FLAGS"
     return f"ova/{plan.target.hypervisor.extra_var_file}" \
         if origin in (TEMPLATE_DEFAULTS, "generated") else origin
+
+
+def settings_of(plan: BuildPlan) -> VSphereSettings:
+    """A vSphere build's settings, its messages naming the file that set vcenter_server."""
+    return VSphereSettings.from_vars(plan.merged.values, where=field_file(plan, "vcenter_server"))
 
 
 def templates_in(driver: Driver, dc: vim.Datacenter) -> list[str]:
@@ -37,7 +44,7 @@ def templates_in(driver: Driver, dc: vim.Datacenter) -> list[str]:
 
 def check_plan(driver: Driver, plan: BuildPlan) -> list[str]:
     """Problems of one vSphere plan, with the vCenter's own candidates."""
-    settings = VSphereSettings.from_vars(plan.merged.values)
+    settings = settings_of(plan)
     problems: list[str] = []
 
     def lookup(key: str, find: Callable[[], object]) -> object | None:
@@ -105,8 +112,7 @@ def _check_vcenter(plans: list[BuildPlan]) -> list[str]:
     first = plans[0]
     problems: list[str] = []
     try:
-        with Session(VSphereSettings.from_vars(first.merged.values),
-                     field_file(first, "vcenter_server"), keepalive=0) as si:
+        with Session(settings_of(first), keepalive=0) as si:
             driver = Driver(si)
             for label, plan in zip(labels, plans):
                 try:

@@ -46,10 +46,10 @@ class Session:
     (vCenter's default idle timeout is 30 minutes) while Packer runs.
     """
 
-    def __init__(self, settings: VSphereSettings, where: str = "ova/vsphere.json",
+    def __init__(self, settings: VSphereSettings, where: str = "",
                  keepalive: float = KEEPALIVE) -> None:
         self.settings = settings
-        self.where = where
+        self.where = where or settings.where
         self.keepalive = keepalive
         self.si: vim.ServiceInstance | None = None
         #: How many keep-alive requests were answered.
@@ -112,15 +112,17 @@ def _probe(host: str, port: int, where: str) -> None:
                          "and that vCenter is up") from None
 
 
-def connect(settings: VSphereSettings, where: str = "ova/vsphere.json") -> vim.ServiceInstance:
+def connect(settings: VSphereSettings, where: str = "") -> vim.ServiceInstance:
     """Log in; failures say which user, which host and what to do (InputError, exit 2).
 
-    ``where`` names the file that set vcenter_server, for the messages.
+    ``where`` names the file that set vcenter_server, for the messages (default:
+    the settings' own).
     """
+    where = where or settings.where
     host, port = settings.host_port
     who = f"user {settings.username} at host {settings.server}"
     if not settings.server or not settings.username:
-        raise InputError("vsphere.json: vcenter_server and username must be set to log in")
+        raise InputError(f"{where}: vcenter_server and username must be set to log in")
     context = _ssl_context(settings)
     _probe(host, port, where)
     try:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: vCenter's port when vcenter_server names none.
 DEFAULT_PORT = 443
+#: Where vSphere settings are set unless a var file of the user's sets them.
+DEFAULT_FILE = "ova/vsphere.json"
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,15 @@ class VSphereSettings:
     folder: str = ""
     network: str = ""
     template: str = ""
+    #: The file (or "PACKER_FLAGS") that set vcenter_server, for messages.
+    where: str = field(default=DEFAULT_FILE, compare=False)
 
     @classmethod
-    def from_vars(cls, values: Mapping[str, str],
-                  env: Mapping[str, str] | None = None) -> VSphereSettings:
+    def from_vars(cls, values: Mapping[str, str], env: Mapping[str, str] | None = None,
+                  where: str = "") -> VSphereSettings:
         """From a build's merged variables; ``VSPHERE_PASSWORD`` overrides the
-        file's password and ``VSPHERE_CA_FILE`` names a CA bundle to trust."""
+        file's password and ``VSPHERE_CA_FILE`` names a CA bundle to trust.
+        ``where``: the file that set vcenter_server (default ova/vsphere.json)."""
         env = os.environ if env is None else env
 
         def get(key: str) -> str:
@@ -116,16 +121,19 @@ class VSphereSettings:
             ca_file=env.get("VSPHERE_CA_FILE") or get("ca_file") or None,
             datacenter=get("datacenter"), cluster=get("cluster"), host=get("host"),
             resource_pool=get("resource_pool"), datastore=get("datastore"),
-            folder=get("folder"), network=get("network"), template=get("template"))
+            folder=get("folder"), network=get("network"), template=get("template"),
+            where=where or DEFAULT_FILE)
 
     @classmethod
     def from_checkout(cls, checkout: Checkout, knobs: Knobs) -> VSphereSettings:
         """From ``ova/vsphere.json`` and PACKER_VAR_FILES, layered as builds layer them."""
         from imagebuilder.config.varfiles import merge, read_var_file
 
-        layers = [checkout.ova_dir / "vsphere.json", *knobs.packer_var_files]
-        merged = merge([(str(p), read_var_file(p)) for p in layers], [])
-        return cls.from_vars(merged.values)
+        site = checkout.ova_dir / "vsphere.json"
+        layers = [site, *knobs.packer_var_files]
+        merged = merge([(DEFAULT_FILE if p == site else str(p), read_var_file(p))
+                        for p in layers], [])
+        return cls.from_vars(merged.values, where=merged.origin.get("vcenter_server", ""))
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -139,3 +147,25 @@ class VSphereSettings:
     def login_key(self) -> tuple[str, str, str, bool, str | None]:
         """What makes two builds' logins the same one (server, user, password, TLS)."""
         return (self.server, self.username, self.password, self.insecure, self.ca_file)
+
+
+#: The longest name vCenter gives a VM or template.
+MAX_VM_NAME = 80
+
+
+def vm_name_problem(name: str) -> str | None:
+    """Why vCenter (and a local build's output, named after it) cannot take ``name``
+    as a VM's name, or None: empty, over MAX_VM_NAME characters, ``.`` or ``..``, a
+    slash or backslash (vCenter escapes them; in a file name they leave the directory),
+    leading or trailing blanks, control characters."""
+    if not name.strip():
+        return "is empty; a VM needs a name"
+    if len(name) > MAX_VM_NAME:
+        return (f"{name[:20]!r}... is {len(name)} characters long; vCenter takes at most "
+                f"{MAX_VM_NAME}")
+    if name in (".", "..") or "/" in name or "\\" in name:
+        return f"{name!r} cannot be a VM's name: no '/', '\\', '.' or '..'"
+    if name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"{name!r} cannot be a VM's name: no leading or trailing blanks, no control " \
+            "characters"
+    return None

@@ -17,7 +17,7 @@ from imagebuilder.errors import BuildError
 from imagebuilder.planning.plan import BuildPlan
 from imagebuilder.running.steps import BuildState
 from imagebuilder.vsphere.driver import Driver
-from imagebuilder.vsphere.preflight import BASE_SNAPSHOT, field_file
+from imagebuilder.vsphere.preflight import BASE_SNAPSHOT, settings_of
 from imagebuilder.vsphere.session import Session
 from imagebuilder.vsphere.settings import VSphereSettings
 
@@ -78,8 +78,8 @@ class ConnectStep:
     def run(self, state: BuildState) -> None:
         """Log in and find the datacenter; leave the Connection in the state."""
         plan = state.plan
-        settings = VSphereSettings.from_vars(plan.merged.values)
-        session = Session(settings, field_file(plan, "vcenter_server"))
+        settings = settings_of(plan)
+        session = Session(settings)
         state.data[_SESSION] = session
         driver = Driver(session.open(),
                         lambda what, percent: state.report(f"vsphere: {what} {percent}%"))
@@ -145,9 +145,10 @@ def destroy_own_vm(vc: Connection, plan: BuildPlan, vm_name: str,
             return
         found = vc.driver.extra_config(vm).get(BUILD_ID_KEY)
         if not build_id or found != build_id:
+            theirs = f"is {found!r}" if found else "is not set"
             raise BuildError(
                 f"left VM {vm_name} on {server} alone: this build did not "
-                f"make it ({BUILD_ID_KEY} is {found!r}, this build's is "
+                f"make it ({BUILD_ID_KEY} {theirs}, this build's is "
                 f"{build_id!r}); another build or a person did")
         announce()
         vc.driver.destroy(vm)
@@ -179,7 +180,7 @@ class VerifyBaseStep:
         recorded = driver.extra_config(vm).get(BASE_HASH_KEY)
         if recorded != plan.merged.get("base_inputs_hash"):
             raise BuildError(f"base template {vm_name!r} does not carry its input hash "
-                             f"({BASE_HASH_KEY}={recorded!r})")
+                             f"({BASE_HASH_KEY} is {repr(recorded) if recorded else 'not set'})")
 
     def cleanup(self, state: BuildState) -> None:
         """Nothing to undo: the step only reads."""

@@ -38,8 +38,9 @@ PRIVATE_KEY_LINE = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAA
 PRIVATE_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\n" + PRIVATE_KEY_LINE
                + "\n-----END OPENSSH PRIVATE KEY-----\n")
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly me@host\n"
+BRACE_PASSWORD = "Brace-Secret-{{ .Pass }}"
 SECRETS = (VC_PASSWORD, ENV_PASSWORD, RHSM_PASSWORD, FLAG_PASSWORD, WINDOWS_PASSWORD,
-           PRIVATE_KEY_LINE,
+           PRIVATE_KEY_LINE, BRACE_PASSWORD, "Brace-Secret",
            "MyS3cretPassw0rd", "Rhsm-L1st-Secret", "S3cr3t-Number")
 
 VSPHERE_TARGET = "node-ova-vsphere-ubuntu-2204"
@@ -291,6 +292,95 @@ CASES = [
                                  "[build-node-ova-local-rhel-9]"],
          target="node-ova-local-ubuntu-2204", args=("node-ova-local-rhel-9",),
          env={"RHSM_USER": ""}),
+    # issue 16, 1: values that would reach shell text, host names or paths
+    Case("ssh-username-shell", ["{d}/v.json: ssh_username: 'builder; reboot' is not a Linux "
+                                "user name"],
+         files={"v.json": {"ssh_username": "builder; reboot"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("ssh-username-dash", ["PACKER_FLAGS: ssh_username: '-oProxyCommand=x' is not a Linux"],
+         env={"PACKER_FLAGS": "-var ssh_username=-oProxyCommand=x"}),
+    Case("ssh-public-key-in-file", ["{d}/v.json: ssh_public_key: not one OpenSSH public key "
+                                    "line"],
+         files={"v.json": {"ssh_public_key": PUBLIC_KEY.strip().replace("me@host",
+                                                                        "x'; reboot; '")}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("build-name-newline", ["{d}/v.json: build_name: 'node\\ninstance-id: x' is not a host "
+                                "name"],
+         files={"v.json": {"build_name": "node\ninstance-id: x"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("build-name-quote", ["{d}/v.json: build_name: \"o'brien\" is not a host name"],
+         files={"v.json": {"build_name": "o'brien"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("distro-version-traversal", ["{d}/v.json: distro_version: '../../../tmp' cannot be a "
+                                      "directory name"],
+         target="node-ova-local-rhel-9",
+         files={"v.json": {"distro_version": "../../../tmp"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("secret-with-braces-flag", ["PACKER_FLAGS: ssh_password: holds '{{', which Packer "
+                                     "reads as the start of a template"],
+         env={"PACKER_FLAGS": f"-var 'ssh_password={BRACE_PASSWORD}'"}),
+    Case("secret-with-braces-file", ["{d}/v.json: remote_password: holds '{{'"],
+         files={"v.json": {"remote_password": BRACE_PASSWORD}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("rhsm-pass-with-braces", ["environment: RHSM_PASS: holds '{{'"],
+         env={"RHSM_PASS": BRACE_PASSWORD}),
+    # issue 16, 5: where output goes
+    Case("output-dir-dangling-link", ["environment: IB_OUTPUT_DIR={d}/out: {d}/out is a "
+                                      "dangling symbolic link"],
+         setup=lambda d: (d / "out").symlink_to(d / "gone"), env={"IB_OUTPUT_DIR": "{d}/out"}),
+    # issue 16, 6: the OVA's inputs and the VM's name, before the VM
+    Case("ovf-properties-fifo", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: is a FIFO"],
+         setup=lambda d: fifo(d / "p.json"), env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("ovf-properties-directory", ["environment: OVF_CUSTOM_PROPERTIES={d}: is a directory"],
+         env={"OVF_CUSTOM_PROPERTIES": "{d}"}),
+    Case("ovf-properties-device", ["environment: OVF_CUSTOM_PROPERTIES=/dev/zero: is a device"],
+         env={"OVF_CUSTOM_PROPERTIES": "/dev/zero"}),
+    Case("ovf-properties-missing", ["environment: OVF_CUSTOM_PROPERTIES={d}/gone.json: custom "
+                                    "properties file not found"],
+         env={"OVF_CUSTOM_PROPERTIES": "{d}/gone.json"}),
+    Case("ovf-properties-too-big", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: larger "
+                                    "than 1 MiB"],
+         files={"p.json": b"{" + b" " * (2 * 1024 * 1024) + b"}"},
+         env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("ovf-properties-array", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: must hold "
+                                  "one JSON object"],
+         files={"p.json": [1, 2]}, env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("ovf-properties-not-json", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: not "
+                                     "UTF-8 JSON"],
+         files={"p.json": "{'a': 1}"}, env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("ovf-properties-reserved", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: "
+                                     "DISTRO_NAME: the build sets this property"],
+         files={"p.json": {"DISTRO_NAME": "mine", "OWNER": "team-a"}},
+         env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("ovf-properties-object-value", ["environment: OVF_CUSTOM_PROPERTIES={d}/p.json: "
+                                         "OWNER: dict is not a scalar"],
+         files={"p.json": {"OWNER": {"team": "a"}}},
+         env={"OVF_CUSTOM_PROPERTIES": "{d}/p.json"}),
+    Case("source-date-epoch", ["environment: SOURCE_DATE_EPOCH"],
+         env={"SOURCE_DATE_EPOCH": "yesterday"}),
+    Case("vm-name-empty", ["{d}/v.json: vm_name: is empty; a VM needs a name"],
+         files={"v.json": {"vm_name": " "}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("vm-name-slash", ["{d}/v.json: vm_name: 'nodes/ubuntu' cannot be a VM's name"],
+         files={"v.json": {"vm_name": "nodes/ubuntu"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("vm-name-dotdot", ["PACKER_FLAGS: vm_name: '..' cannot be a VM's name"],
+         env={"PACKER_FLAGS": "-var vm_name=.."}),
+    Case("vm-name-too-long", ["{d}/v.json: vm_name: 'nnnnnnnnnnnnnnnnnnnn'... is 81 "
+                              "characters long; vCenter takes at most 80"],
+         files={"v.json": {"vm_name": "n" * 81}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("build-version-traversal", ["{d}/v.json: build_version: '../../etc' cannot be a VM's "
+                                     "name: no '/', '\\', '.' or '..' (it makes the VM's "
+                                     "name '../../etc')"],
+         files={"v.json": {"build_version": "../../etc"}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("vm-name-local", ["{d}/v.json: vm_name: '../escape' cannot be a VM's name"],
+         target="node-ova-local-ubuntu-2204",
+         files={"v.json": {"vm_name": "../escape"}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    # issue 16, 8: messages name the value as its file spells it
+    Case("insecure-connection-null", ["{d}/v.json: insecure_connection: null is not a "
+                                      "boolean"],
+         files={"v.json": {"insecure_connection": None}},
+         env={"PACKER_VAR_FILES": "{d}/v.json"}),
+    Case("create-snapshot-number", ["{d}/v.json: create_snapshot: 1 is not a boolean"],
+         files={"v.json": {"create_snapshot": 1}}, env={"PACKER_VAR_FILES": "{d}/v.json"}),
     # the same corpus entries, as dry runs: the same lines, nothing run
     Case("dry-run-flags-only", ["PACKER_FLAGS: -only: the target chooses the builder"],
          env={"PACKER_FLAGS": "-only=vsphere-iso"}, args=("--dry-run",)),
@@ -486,3 +576,40 @@ def test_no_vcenter_is_said_once_for_every_build(checkout, standin, tmp_path, mo
     out, err = capsys.readouterr()
     check_outcome(case, code, out, err, d, checkout, standin)
     assert f"[build-{VSPHERE_TARGET}, build-node-ova-vsphere-photon-5]" in err
+
+
+def test_no_vcenter_names_the_file_that_set_it(checkout, standin, tmp_path, monkeypatch,
+                                              capsys):
+    """The message names the var file that set vcenter_server (here PACKER_VAR_FILES'),
+    not ova/vsphere.json (issue 16, item 8)."""
+    port = unused_port()
+    case = Case("vcenter-in-user-file", [f"{{d}}/v.json: vcenter_server: cannot connect to "
+                                         f"127.0.0.1:{port}"],
+                files={"v.json": {"vcenter_server": f"127.0.0.1:{port}"}},
+                env={"PACKER_VAR_FILES": "{d}/v.json"})
+    d = prepare(case, checkout, tmp_path, monkeypatch)
+    code = cli.main(argv_of(case))
+    out, err = capsys.readouterr()
+    check_outcome(case, code, out, err, d, checkout, standin)
+    assert "ova/vsphere.json" not in err
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("", "--name: is empty; a VM needs a name"),
+    ("nodes/ubuntu", "--name: 'nodes/ubuntu' cannot be a VM's name"),
+    ("..", "--name: '..' cannot be a VM's name"),
+    ("n" * 81, "is 81 characters long; vCenter takes at most 80"),
+])
+def test_a_library_deploy_refuses_a_name_before_vcenter(name, expected, checkout, standin,
+                                                        tmp_path, monkeypatch):
+    """``deploy-ova --from-library LIB/ITEM NAME``: a name vCenter cannot take is exit 2
+    with one line, before any call to vCenter (none answers at 127.0.0.1:9 here)."""
+    prepare(Case("deploy", []), checkout, tmp_path, monkeypatch)
+    result = subprocess.run([str(BIN / "invoke"), "deploy-ova", "--from-library", "lib/item",
+                             name], cwd=REPO, env=dict(os.environ), capture_output=True,
+                            text=True, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert "cannot connect" not in result.stderr and VC_PASSWORD not in result.stderr
+    assert not (checkout.root / "output").exists()

@@ -99,3 +99,21 @@ def test_without_pypy_http_source_our_cpython(served, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert served["requested"] == ["/cpython.tar.gz"]
     assert python_says(tmp_path) == "CPython stand-in"
+
+
+def test_values_reach_the_script_as_data(served, tmp_path):
+    """Proxies, URLs and paths holding quotes, $(...) and backticks are used as they
+    are (issue 16): the raw script never runs any of them."""
+    hostile = "x'$(touch PWNED1)`touch PWNED2`\"$(touch PWNED3)"
+    run = bootstrap(tmp_path, {
+        "pypy_http_source": "",
+        "http_proxy": f"http://127.0.0.1:9/{hostile}", "https_proxy": hostile,
+        "no_proxy": f"127.0.0.1,localhost,{hostile}",
+        "python_flatcar_url": served["url"] + "/cpython.tar.gz",
+        "python_flatcar_sha256": served["sums"]["cpython"],
+        "python_flatcar_prefix": str(tmp_path / "o'brien $(touch PWNED4)" / "python")})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert python_says(tmp_path) == "CPython stand-in"
+    assert (tmp_path / "o'brien $(touch PWNED4)" / "python" / "bin" / "python3").is_file()
+    assert not [p for p in tmp_path.rglob("PWNED*")] and not list(Path.cwd().glob("PWNED*"))
+    assert not list(Path(REPO).glob("PWNED*"))

@@ -134,8 +134,9 @@ def test_the_build_removes_the_answer_file(checkout, tmp_path):
     assert not list(floppy.iterdir())
 
 
-def test_a_link_in_place_of_the_floppy_directory_is_refused(checkout, tmp_path):
-    from imagebuilder.errors import BuildError
+def test_a_link_in_place_of_the_floppy_directory_is_replaced(checkout, tmp_path):
+    """A link planted where the answer file goes is removed, never written through
+    (issue 16): the floppy becomes a directory of the build's own."""
     plan, floppy = rendered(checkout, tmp_path, "windows-2022")
     for path in floppy.iterdir():
         path.unlink()
@@ -143,6 +144,7 @@ def test_a_link_in_place_of_the_floppy_directory_is_refused(checkout, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     floppy.symlink_to(elsewhere)
-    with pytest.raises(BuildError, match="is a symbolic link"):
-        write_build_files(plan)
+    write_build_files(plan)
     assert not list(elsewhere.iterdir())
+    assert floppy.is_dir() and not floppy.is_symlink()
+    assert (floppy / "autounattend.xml").is_file()

@@ -42,6 +42,22 @@ def left_alive(started: list) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+def wait_for(condition, timeout: float = 60) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def step_lines(checkout) -> list[str]:
+    """The build logs that hold a first Packer step."""
+    logs = (checkout.output_dir / "logs").glob("build-*.log")
+    return [str(p) for p in logs if "==> " in p.read_text(errors="replace")]
+
+
 def secrets_left(checkout) -> list[str]:
     work = checkout.output_dir / ".work"
     return sorted(str(p) for pattern in ("*/build-vars.json", "*/flag-secrets.json", "**/*.tmp")
@@ -75,7 +91,9 @@ def test_packer_dies_with_a_killed_tool(checkout, standin):
     """SIGKILL runs no cleanup of ours: the kernel tells each Packer (death signal)
     and it stops as on Ctrl-C; its var files were gone once it had read them."""
     proc, started = start_builds(standin, *TARGETS, count=2)
-    time.sleep(0.5)  # the stand-in prints its first step right after reading its var files
+    # The files go when each Packer reports its first step (it has read them by then);
+    # a SIGKILL before that leaves them, as README says: wait for that moment.
+    assert wait_for(lambda: secrets_left(checkout) == [] and len(step_lines(checkout)) == 2)
     proc.kill()
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import ssl
 import stat
 import subprocess
@@ -19,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers.common import connect, objects
+from helpers.common import BIN, REPO, alive, connect, objects
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
@@ -303,3 +304,65 @@ def test_an_unknown_govmomi_nfc_handler_is_reported(vcsim_binary: Path, tmp_path
     with pytest.raises(BuildError, match="is not the version imagebuilder knows"):
         vcsim_module.build(tmp_path / "cache")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # nothing left behind
+
+
+@pytest.mark.vcsim
+def test_the_password_is_not_on_the_command_line(vcsim_binary: Path) -> None:
+    """Any user can read a process's arguments: the password travels in its environment,
+    verbatim, whatever it holds."""
+    password = "vc{{ .Secret }}'$(id)`id` -x"
+    with Simulator(password=password, binary=vcsim_binary) as sim:
+        with open(f"/proc/{sim.pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+        assert not [a for a in argv if b"Secret" in a or b"-password" in a]
+        with connect(sim) as si:
+            assert si.content.about.apiType == "VirtualCenter"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+@pytest.mark.vcsim
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                       (signal.SIGINT, 130)])
+def test_invoke_vcsim_stops_its_simulator_on_a_signal(vcsim_binary, tmp_path, sig, code):
+    """``invoke vcsim`` stopped by a plain kill, a closed terminal or Ctrl-C: the
+    simulator stops, its temporary directory goes, the exit code says which signal."""
+    vsphere_json = tmp_path / "vcsim" / "vsphere.json"
+    proc = subprocess.Popen([str(BIN / "invoke"), "vcsim", "--vsphere-json", str(vsphere_json)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops the simulator" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        children = _children(proc.pid)
+        assert len(children) == 1 and vsphere_json.is_file()
+        with open(f"/proc/{children[0]}/cmdline", "rb") as fh:
+            argv = [a.decode() for a in fh.read().split(b"\0")]
+        work = Path(argv[argv.index("-ready-file") + 1]).parent
+        assert work.is_dir()
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and alive(children[0]):
+        time.sleep(0.1)
+    assert not alive(children[0])
+    assert not work.exists()
