@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -171,13 +170,13 @@ def image_cloudinit(vm: str, user_data: str | None = None, meta_data: str | None
 def image_ssh(build_dir: str, user: str = "capv") -> int:
     """Log in to a local build's VM with ssh; returns ssh's exit code."""
     from imagebuilder.imagetest import access
-    return subprocess.call(access.local_ssh_argv(find_checkout(), Path(build_dir), user))
+    return _interactive(access.local_ssh_argv(find_checkout(), Path(build_dir), user))
 
 
 def image_ssh_vm(vm: str, user: str = "capv") -> int:
     """Log in to a vCenter VM with ssh; returns ssh's exit code."""
     from imagebuilder.imagetest import access
-    return subprocess.call(access.vm_ssh_argv(find_checkout(), Knobs.from_env(), vm, user))
+    return _interactive(access.vm_ssh_argv(find_checkout(), Knobs.from_env(), vm, user))
 
 
 def help(program: str = "invoke") -> int:  # noqa: A001 (the command's name)
@@ -185,3 +184,18 @@ def help(program: str = "invoke") -> int:  # noqa: A001 (the command's name)
     from imagebuilder import api
     _say(api.help_text(program=program))
     return 0
+
+
+def _interactive(argv: list[str]) -> int:
+    """Run ``argv`` on this terminal (ssh) and return its exit code; it dies with us,
+    also on SIGTERM/SIGHUP (stop_on_signals), never left running behind."""
+    from imagebuilder.processes import start_child
+    from imagebuilder.running.stopping import stop_on_signals
+    with stop_on_signals():
+        child = start_child(argv)
+        try:
+            return child.wait()
+        except BaseException:
+            child.terminate()
+            child.wait()
+            raise

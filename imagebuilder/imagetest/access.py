@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from imagebuilder.config.checkout import Checkout
 from imagebuilder.errors import BuildError, InputError
+from imagebuilder.processes import run_child
 
 if TYPE_CHECKING:
     from imagebuilder.config.knobs import Knobs
@@ -28,8 +29,10 @@ def ensure_keys(checkout: Checkout) -> Path:
     if not keygen:
         raise InputError("ssh-keygen: not found; install OpenSSH (apt-get install openssh-client)")
     key.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([keygen, "-q", "-t", "rsa", "-b", "4096", "-N", "", "-C",
-                    "capv@imagebuilder-test", "-f", str(key)], check=True)
+    made = run_child([keygen, "-q", "-t", "rsa", "-b", "4096", "-N", "", "-C",
+                      "capv@imagebuilder-test", "-f", str(key)], timeout=120)
+    if made.returncode != 0:
+        raise BuildError(f"ssh-keygen could not make {key} (exit code {made.returncode})")
     os.chmod(key, 0o600)
     return key
 
@@ -71,8 +74,8 @@ def local_vm_address(vmx: Path, timeout: float = 300) -> str:
         raise InputError("vmrun: not found; it comes with VMware Workstation or Fusion "
                          "(on macOS: /Applications/VMware Fusion.app/Contents/Library)")
     try:
-        out = subprocess.run([vmrun, "getGuestIPAddress", str(vmx), "-wait"],
-                             capture_output=True, text=True, timeout=timeout)
+        out = run_child([vmrun, "getGuestIPAddress", str(vmx), "-wait"], timeout=timeout,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{vmx}: no guest IP address within {timeout:.0f}s; is the VM "
                          "running with VMware Tools?") from None

@@ -51,6 +51,7 @@ from imagebuilder.ova.sbom import sbom_bytes, sbom_document
 from imagebuilder.ova.staging import Staging
 from imagebuilder.ova.verify import VerifiedOva, verify_ova
 from imagebuilder.ova.vmdk import VmdkInfo, populated_size
+from imagebuilder.processes import run_child
 
 _quiet = quiet
 
@@ -232,8 +233,8 @@ def _run_ovftool(plan: AssemblyPlan, ovf: bytes, disks: list[_Disk], scratch: Pa
             str(target)]
     log("running " + shlex.join(argv))
     try:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        result = run_child(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           errors="replace")
     except OSError as exc:
         raise BuildError(f"cannot run ovftool ({plan.ovftool}): {exc.strerror}") from None
     if result.returncode != 0:

@@ -26,6 +26,7 @@ from imagebuilder import __version__
 from imagebuilder.errors import InputError
 from imagebuilder.files import write_private_json
 from imagebuilder.ova.limits import read_limited
+from imagebuilder.processes import run_child
 
 RECORD_NAME = "build-record.json"
 #: The package inventory the ``package_inventory`` role writes into the build's
@@ -128,8 +129,8 @@ def packer_version(packer: str | None) -> str:
     if not packer:
         return ""
     try:
-        out = subprocess.run([packer, "version"], stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=30, check=False)
+        out = run_child([packer, "version"], timeout=30, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (out.stdout.strip().splitlines() or [""])[0][:200]

@@ -21,6 +21,7 @@ from imagebuilder.errors import BuildError
 from imagebuilder.ova.hashing import new_hash
 from imagebuilder.ova.stream import GRAIN, write_stream_optimized
 from imagebuilder.ova.vmdk import STREAM_OPTIMIZED, VmdkInfo, read_vmdk
+from imagebuilder.processes import run_child
 
 CONVERTERS = ("vmware-vdiskmanager", "qemu-img")
 MISSING_CONVERTER = ("no VMDK converter found: install qemu-img (apt-get install qemu-utils, "
@@ -92,9 +93,8 @@ def convert_to_stream_optimized(source: VmdkInfo, target: Path, converter: Conve
 
 
 def _run(converter: Converter, args: list[str], source: VmdkInfo) -> str:
-    result = subprocess.run([converter.path, *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace")
+    result = run_child([converter.path, *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, errors="replace")
     if result.returncode != 0:
         output = (result.stdout + "\n" + result.stderr).strip()
         tail = "\n".join(output.splitlines()[-20:])

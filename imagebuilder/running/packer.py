@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Callable, Mapping, Sequence
 
-from imagebuilder.config.knobs import child_env
 from imagebuilder.errors import InputError
 from imagebuilder.files import open_append
+from imagebuilder.processes import start_child
 from imagebuilder.redaction import Redactor  # logs are redacted by the one set of rules
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -46,76 +42,6 @@ def step_of(line: str) -> str | None:
     """The step Packer reports in a ``==> builder: message`` line, if it is one."""
     match = _STEP.match(_ANSI.sub("", line).rstrip())
     return match.group("msg") if match else None
-
-
-#: What Packer gets when we die without stopping it (SIGKILL): it handles SIGTERM
-#: like Ctrl-C, stopping its build and destroying its VM.
-DEATH_SIGNAL = signal.SIGTERM
-_PR_SET_PDEATHSIG = 1
-
-
-def _death_signal_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that asks the kernel to send DEATH_SIGNAL to the child when
-    its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``); None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(DEATH_SIGNAL))
-        if os.getppid() != parent:  # we died before the request took effect
-            os.kill(os.getpid(), DEATH_SIGNAL)
-    return hook
-
-
-class _Launcher:
-    """Starts child processes from one thread that lives as long as the process.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not
-    the process. Our builds run in the scheduler's worker threads, which end
-    when a batch is done (and a future scheduler may end them sooner): a Packer
-    forked there would be killed mid-build when its worker exits. Forking every
-    child here instead ties its death signal to the process's lifetime. (A
-    launcher process between us and Packer would only move the problem: its
-    own death signal would follow our worker thread just the same.)
-    """
-
-    def __init__(self) -> None:
-        self._requests: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen:
-        """``subprocess.Popen(argv, **kwargs)``, forked from the launcher thread."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, daemon=True,
-                                                name="child-launcher")
-                self._thread.start()
-        done: Future = Future()
-        self._requests.put((argv, kwargs, done))
-        return done.result()
-
-    def _serve(self) -> None:
-        while True:
-            argv, kwargs, done = self._requests.get()
-            try:
-                done.set_result(subprocess.Popen(argv, preexec_fn=_death_signal_hook(),
-                                                 **kwargs))
-            except BaseException as exc:  # handed to the caller
-                done.set_exception(exc)
-
-
-_launcher = _Launcher()
-
-
-def start_child(argv: list[str], **kwargs: Any) -> subprocess.Popen:
-    """``subprocess.Popen(argv, **kwargs)`` for a child that must die with us,
-    even when we are killed outright: it gets DEATH_SIGNAL then (see _Launcher).
-    Its environment (``env``, default ours) never holds PACKER_FLAGS' secrets."""
-    kwargs["env"] = child_env(kwargs.get("env"))
-    return _launcher.popen(argv, **kwargs)
 
 
 class PackerProcess:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from imagebuilder.config.checkout import Checkout, find_checkout
 from imagebuilder.config.knobs import openssh_major_version, tool_path
 from imagebuilder.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
-from imagebuilder.running.packer import INSTALL_HINT, find_packer, start_child
+from imagebuilder.processes import run_child
+from imagebuilder.running.packer import INSTALL_HINT, find_packer
 
 if TYPE_CHECKING:
     from imagebuilder.planning.plan import BuildPlan
@@ -129,15 +130,7 @@ def _version(text: str) -> tuple[int, ...] | None:
 def _run(argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     """``subprocess.run`` of a tool that dies with us (``packer init`` included): a
     signal that stops this command stops it too (start_child)."""
-    proc = start_child(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:  # the timeout, Ctrl-C, SIGTERM/SIGHUP (Stopped)
-        proc.kill()
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    return run_child(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def check_packer(checkout: Checkout, init: bool = True) -> list[Check]:

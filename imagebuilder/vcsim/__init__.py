@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuilder.errors import BuildError, InputError
-from imagebuilder.running.packer import start_child
+from imagebuilder.processes import start_child
 from imagebuilder.vsphere.settings import defaults as vsphere_defaults
 
 MAIN_GO = Path(__file__).with_name("main.go")
