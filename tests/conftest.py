@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -69,3 +70,17 @@ def standin(tmp_path, monkeypatch, checkout) -> Path:
     monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(record))
     return record
+
+
+@pytest.fixture(scope="session")
+def gossrender(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/gossrender built once: renders a goss spec as goss itself does (Go's
+    text/template with goss's functions), for the spec tests of every OS family."""
+    go = shutil.which("go")
+    assert go, "Go is needed to render the goss specs (.ci/setup installs golang-go)"
+    out = tmp_path_factory.mktemp("gossrender") / "gossrender"
+    subprocess.run([go, "build", "-o", str(out), "."], cwd=REPO / "tests" / "gossrender",
+                   check=True, env={**os.environ, "GO111MODULE": "off",
+                                    "GOCACHE": os.environ.get("GOCACHE", str(
+                                        Path.home() / ".cache" / "go-build"))})
+    return out

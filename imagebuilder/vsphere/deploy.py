@@ -59,12 +59,7 @@ def deploy_ova(settings: VSphereSettings, ova: Path, name: str, *, folder: str |
                 except BaseException as exc:
                     _undo(driver, dc, name, exc, report)
                     raise
-                if snapshot:
-                    report(f"{name}: snapshot {snapshot!r}")
-                    driver.create_snapshot(vm, snapshot)
-                if template:
-                    report(f"{name}: marking as template")
-                    driver.mark_as_template(vm)
+                driver.finish_deployed(vm, snapshot, template, report)
         except (OSError, http.client.HTTPException, vmodl.MethodFault) as exc:
             raise BuildError(f"deploy-ova {name}: vCenter {settings.server} failed or went "
                              f"away: {_reason(exc)}") from None

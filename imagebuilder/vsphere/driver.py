@@ -255,6 +255,16 @@ class Driver:
             raise BuildError(f"marking {vm.name} as a template failed: "
                              f"{fault_message(fault)}") from None
 
+    def finish_deployed(self, vm: vim.VirtualMachine, snapshot: str | None, template: bool,
+                        report: Callable[[str], None]) -> None:
+        """What deploy-ova asks of a VM it just made: a snapshot, then a template."""
+        if snapshot:
+            report(f"{vm.name}: snapshot {snapshot!r}")
+            self.create_snapshot(vm, snapshot)
+        if template:
+            report(f"{vm.name}: marking as template")
+            self.mark_as_template(vm)
+
     def mark_as_vm(self, vm: vim.VirtualMachine, pool: vim.ResourcePool,
                    host: vim.HostSystem | None = None) -> None:
         """Turn template ``vm`` into a VM that runs in ``pool`` (on ``host``)."""

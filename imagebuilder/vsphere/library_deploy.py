@@ -81,12 +81,7 @@ def deploy_from_library(settings: VSphereSettings, library_name: str, item_name:
         if vm is None:
             raise BuildError(f"vCenter reported {name!r} deployed but it is not there")
         try:
-            if snapshot:
-                report(f"{name}: snapshot {snapshot!r}")
-                driver.create_snapshot(vm, snapshot)
-            if template:
-                report(f"{name}: marking as template")
-                driver.mark_as_template(vm)
+            driver.finish_deployed(vm, snapshot, template, report)
         except BaseException:
             report(f"removing {name}: it was deployed by this call and is not finished")
             driver.destroy(vm)

@@ -9,9 +9,7 @@ functions our specs use, built once per session.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,18 +79,6 @@ GOSS_SCHEMA = {
                           shell={"type": "string"}),
     },
 }
-
-
-@pytest.fixture(scope="session")
-def gossrender(tmp_path_factory) -> Path:
-    go = shutil.which("go")
-    assert go, "Go is needed to render the goss specs (.ci/setup installs golang-go)"
-    out = tmp_path_factory.mktemp("gossrender") / "gossrender"
-    subprocess.run([go, "build", "-o", str(out), "."], cwd=REPO / "tests" / "gossrender",
-                   check=True, env={**os.environ, "GO111MODULE": "off",
-                                    "GOCACHE": os.environ.get("GOCACHE", str(
-                                        Path.home() / ".cache" / "go-build"))})
-    return out
 
 
 def goss_vars(os_name: str, overrides: dict[str, str] | None = None) -> dict:

@@ -5,9 +5,7 @@ goss renders it, with a Windows build's own values."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,18 +19,6 @@ from imagebuilder.planning.plan import plan_build, write_build_files
 
 GOSS = REPO / "packer" / "goss"
 PROVISIONER = json.loads((GOSS / "windows-provisioner.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def gossrender(tmp_path_factory) -> Path:
-    go = shutil.which("go")
-    assert go, "Go is needed to render the goss specs (.ci/setup installs golang-go)"
-    out = tmp_path_factory.mktemp("gossrender") / "gossrender"
-    subprocess.run([go, "build", "-o", str(out), "."], cwd=REPO / "tests" / "gossrender",
-                   check=True, env={**os.environ, "GO111MODULE": "off",
-                                    "GOCACHE": os.environ.get("GOCACHE", str(
-                                        Path.home() / ".cache" / "go-build"))})
-    return out
 
 
 @pytest.fixture
