@@ -136,7 +136,27 @@ KUBERNETES_IMAGES = ("kube-apiserver.tar", "kube-controller-manager.tar", "kube-
                      "kube-proxy.tar", "pause.tar", "coredns.tar", "etcd.tar")
 
 
-class StandInReleases:
+class _Served:
+    """Something served over HTTP on 127.0.0.1 while open (``with``)."""
+
+    _server: http.server.ThreadingHTTPServer | None = None
+
+    def _serve(self, handler: type | functools.partial) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server, "not serving"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+
+class StandInReleases(_Served):
     """Stand-in release artifacts under ``root``, served on 127.0.0.1 while open."""
 
     def __init__(self, root: Path, containerd: str, runc: str, crictl: str,
@@ -144,7 +164,6 @@ class StandInReleases:
         self.root, self.arch = root, arch
         self.versions = {"containerd": containerd, "runc": runc, "crictl": crictl,
                          "kubernetes": kubernetes, "cni": cni}
-        self._server: http.server.ThreadingHTTPServer | None = None
         c = containerd
         self.containerd = _tar(root / f"containerd/v{c}/containerd-{c}-linux-{arch}.tar.gz", {
             f"bin/{b}": _script(b, f"containerd.io v{c}")
@@ -170,20 +189,8 @@ class StandInReleases:
             f"./{p}": _script(p, cni) for p in ("bridge", "host-local", "loopback", "portmap")})
 
     def __enter__(self) -> "StandInReleases":
-        handler = functools.partial(_QuietHandler, directory=str(self.root))
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(functools.partial(_QuietHandler, directory=str(self.root)))
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server, "not serving"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def packer_vars(self) -> dict[str, str]:
         """Packer variables pointing every release download at this server."""
@@ -316,13 +323,12 @@ def installed_version(root: Path, package: str) -> str:
     return out.stdout.strip()
 
 
-class ForwardProxy:
+class ForwardProxy(_Served):
     """A plain HTTP forward proxy on 127.0.0.1 (GET only, what apt sends through
     http_proxy), recording every URL it forwarded."""
 
     def __init__(self) -> None:
         self.urls: list[str] = []
-        self._server: http.server.ThreadingHTTPServer | None = None
 
     def __enter__(self) -> "ForwardProxy":
         proxy = self
@@ -349,19 +355,8 @@ class ForwardProxy:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._serve(Handler)
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server, "not serving"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
 
 #: The stand-in ctr of ``standin_extras``: records every call where the test can read it
